@@ -1,0 +1,280 @@
+"""Bring a database to head: schema revisions, then the idempotent SQL functions.
+
+A fresh database gets ``sql/schema/schema.sql`` (the whole current schema) and
+is stamped at the alembic head; an existing one is upgraded through the alembic
+revisions. Then every ``sql/functions/*.sql`` file is applied, in name order,
+unless the same files were already applied. All of it runs in one transaction
+under an advisory lock: two concurrent runs are safe, and a failing run leaves
+the database as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import sql as pgsql
+
+from . import resources
+
+# pg_advisory_xact_lock key: the bytes of "pgfeed" as a bigint
+MIGRATION_LOCK_KEY = int.from_bytes(b"pgfeed", "big")
+VERSION_TABLE_SCHEMA = "feed"
+VERSION_TABLE = "alembic_version"
+DEFAULT_EMBEDDING_DIM = 384
+MAX_EMBEDDING_DIM = 16000  # pgvector's limit for the vector type
+VECTOR_SCHEMA_TOKEN = "@extschema:vector@"
+
+
+class MigrationError(Exception):
+    """Migrating cannot proceed (the message says why and what to do)."""
+
+
+@dataclass
+class MigrationReport:
+    fresh_install: bool = False
+    revision_before: str | None = None
+    revision_after: str | None = None
+    functions_applied: bool = False
+    function_files: list[str] = field(default_factory=list)
+    embedding_dim: int | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.fresh_install or self.functions_applied or self.revision_before != self.revision_after
+
+
+# ---------------------------------------------------------------------------
+# function files
+
+def function_files(sql_dir: Path | None = None) -> list[Path]:
+    directory = (sql_dir or resources.sql_dir()) / "functions"
+    return sorted(directory.glob("*.sql"))
+
+
+def vector_schema(conn: psycopg.Connection) -> str:
+    row = conn.execute(
+        "SELECT n.nspname FROM pg_catalog.pg_extension e"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'"
+    ).fetchone()
+    if row is None:
+        raise MigrationError("the pgvector extension is not installed in this database")
+    return row[0]
+
+
+def render_functions(vector_schema_name: str, sql_dir: Path | None = None) -> list[tuple[str, str]]:
+    """(file name, SQL) of every function file, with the pgvector schema filled in."""
+    quoted = '"' + vector_schema_name.replace('"', '""') + '"'
+    return [(path.name, path.read_text().replace(VECTOR_SCHEMA_TOKEN, quoted)) for path in function_files(sql_dir)]
+
+
+def functions_digest(rendered: list[tuple[str, str]]) -> str:
+    digest = hashlib.sha256()
+    for name, text in rendered:
+        digest.update(name.encode() + b"\0" + text.encode() + b"\0")
+    return digest.hexdigest()
+
+
+def apply_functions(conn: psycopg.Connection, sql_dir: Path | None = None, force: bool = False) -> bool:
+    """Apply the function files unless the same ones were applied before.
+    Returns whether anything ran."""
+    rendered = render_functions(vector_schema(conn), sql_dir)
+    digest = functions_digest(rendered)
+    applied = conn.execute("SELECT value FROM feed.install_state WHERE key = 'functions_sha256'").fetchone()
+    if applied and applied[0] == digest and not force:
+        return False
+    for name, text in rendered:
+        try:
+            conn.execute(text.encode())
+        except psycopg.Error as exc:
+            raise MigrationError(f"sql/functions/{name}: {exc}") from exc
+    conn.execute(
+        "INSERT INTO feed.install_state (key, value) VALUES ('functions_sha256', %s)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()",
+        [digest],
+    )
+    return True
+
+
+# ---------------------------------------------------------------------------
+# embedding dimension
+
+def embedding_dimension(conn: psycopg.Connection) -> int | None:
+    row = conn.execute(
+        "SELECT a.atttypmod FROM pg_catalog.pg_attribute a"
+        " WHERE a.attrelid = 'feed.posts'::regclass AND a.attname = 'embedding' AND NOT a.attisdropped"
+    ).fetchone()
+    return row[0] if row and row[0] > 0 else None
+
+
+def set_embedding_dimension(conn: psycopg.Connection, dim: int) -> None:
+    """Give every vector column of schema feed the dimension ``dim``.
+
+    Only possible while those columns hold no vectors: changing the dimension of
+    stored embeddings means recomputing them, which is the host's job."""
+    if not 1 <= dim <= MAX_EMBEDDING_DIM:
+        raise MigrationError(f"--embedding-dim must be between 1 and {MAX_EMBEDDING_DIM}, got {dim}")
+    columns = conn.execute(
+        "SELECT c.relname, a.attname, a.atttypmod FROM pg_catalog.pg_attribute a"
+        " JOIN pg_catalog.pg_class c ON c.oid = a.attrelid"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        " JOIN pg_catalog.pg_type t ON t.oid = a.atttypid"
+        " WHERE n.nspname = 'feed' AND c.relkind IN ('r', 'p') AND t.typname = 'vector'"
+        " AND a.attnum > 0 AND NOT a.attisdropped ORDER BY 1, 2"
+    ).fetchall()
+    for table, column, current in columns:
+        if current == dim:
+            continue
+        ident_table = pgsql.Identifier("feed", table)
+        ident_column = pgsql.Identifier(column)
+        in_use = conn.execute(
+            pgsql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {} IS NOT NULL)").format(ident_table, ident_column)
+        ).fetchone()[0]
+        if in_use:
+            raise MigrationError(
+                f"feed.{table}.{column} already holds vectors of dimension {current}; "
+                f"it cannot become {dim} (clear the embeddings first, then migrate again)"
+            )
+        conn.execute(
+            pgsql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE vector({})").format(
+                ident_table, ident_column, pgsql.Literal(dim)
+            )
+        )
+
+
+# ---------------------------------------------------------------------------
+# alembic plumbing
+
+def alembic_config(dsn: str | None = None, output: io.StringIO | None = None):
+    from alembic.config import Config
+
+    cfg = Config(str(resources.alembic_ini()), output_buffer=output)
+    cfg.set_main_option("script_location", str(resources.alembic_dir()))
+    if dsn:
+        cfg.attributes["dsn"] = dsn
+    return cfg
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(conn: psycopg.Connection) -> str | None:
+    exists = conn.execute("SELECT to_regclass('feed.alembic_version') IS NOT NULL").fetchone()[0]
+    if not exists:
+        return None
+    row = conn.execute("SELECT version_num FROM feed.alembic_version").fetchone()
+    return row[0] if row else None
+
+
+def feed_schema_exists(conn: psycopg.Connection) -> bool:
+    return conn.execute("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = 'feed')").fetchone()[0]
+
+
+def sqlalchemy_engine(dsn: str):
+    """An SQLAlchemy engine over psycopg for alembic; any libpq DSN works."""
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    return sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(dsn), poolclass=NullPool)
+
+
+def stamp_head(sa_conn) -> None:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    context = MigrationContext.configure(
+        sa_conn, opts={"version_table": VERSION_TABLE, "version_table_schema": VERSION_TABLE_SCHEMA}
+    )
+    context.stamp(ScriptDirectory.from_config(alembic_config()), "head")
+
+
+def upgrade_to_head(sa_conn) -> None:
+    from alembic import command
+
+    cfg = alembic_config()
+    cfg.attributes["connection"] = sa_conn
+    cfg.attributes["skip_functions"] = True  # migrate() applies them itself, once
+    command.upgrade(cfg, "head")
+
+
+# ---------------------------------------------------------------------------
+# the whole job
+
+def migrate(
+    dsn: str,
+    embedding_dim: int | None = None,
+    force_functions: bool = False,
+) -> MigrationReport:
+    """Bring the database at ``dsn`` to head. One transaction, one advisory lock."""
+    report = MigrationReport()
+    engine = sqlalchemy_engine(dsn)
+    try:
+        with engine.begin() as sa_conn:
+            conn: psycopg.Connection = sa_conn.connection.driver_connection
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK_KEY])
+            report.revision_before = current_revision(conn)
+            if report.revision_before is None:
+                if feed_schema_exists(conn):
+                    raise MigrationError(
+                        "schema feed exists but has no pgfeed migration history; "
+                        "drop it or restore the feed.alembic_version table before migrating"
+                    )
+                conn.execute((resources.sql_dir() / "schema" / "schema.sql").read_text().encode())
+                stamp_head(sa_conn)
+                report.fresh_install = True
+            else:
+                upgrade_to_head(sa_conn)
+            report.revision_after = current_revision(conn)
+
+            if embedding_dim is not None and embedding_dim != embedding_dimension(conn):
+                set_embedding_dimension(conn, embedding_dim)
+            report.embedding_dim = embedding_dimension(conn)
+
+            report.function_files = [p.name for p in function_files()]
+            report.functions_applied = apply_functions(conn, force=force_functions)
+    finally:
+        engine.dispose()
+    return report
+
+
+def migration_sql(dsn: str | None, embedding_dim: int | None = None) -> str:
+    """The SQL `migrate` would run against ``dsn`` (or a fresh database), for review."""
+    out = io.StringIO()
+    revision = None
+    vector_schema_name = "public"
+    if dsn:
+        with psycopg.connect(dsn) as conn:
+            revision = current_revision(conn)
+            if revision is not None:
+                vector_schema_name = vector_schema(conn)
+    out.write("-- pgfeed migrate --sql: review, then run with psql -1 -v ON_ERROR_STOP=1 -f\n")
+    out.write(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY});\n\n")
+    if revision is None:
+        out.write("-- fresh install: sql/schema/schema.sql\n")
+        out.write((resources.sql_dir() / "schema" / "schema.sql").read_text())
+        out.write(
+            f"\nCREATE TABLE {VERSION_TABLE_SCHEMA}.{VERSION_TABLE} (version_num VARCHAR(32) NOT NULL,"
+            f" CONSTRAINT {VERSION_TABLE}_pkc PRIMARY KEY (version_num));\n"
+            f"INSERT INTO {VERSION_TABLE_SCHEMA}.{VERSION_TABLE} (version_num) VALUES ('{head_revision()}');\n"
+        )
+        if embedding_dim is not None and embedding_dim != DEFAULT_EMBEDDING_DIM:
+            out.write(f"ALTER TABLE feed.posts ALTER COLUMN embedding TYPE vector({embedding_dim});\n")
+    elif revision != head_revision():
+        from alembic import command
+
+        buffer = io.StringIO()
+        cfg = alembic_config(dsn, output=buffer)
+        command.upgrade(cfg, f"{revision}:head", sql=True)
+        out.write(f"-- schema revisions {revision} -> head\n")
+        out.write(buffer.getvalue())
+    else:
+        out.write(f"-- schema already at head ({revision})\n")
+    for name, text in render_functions(vector_schema_name):
+        out.write(f"\n-- sql/functions/{name}\n{text}")
+    return out.getvalue()
