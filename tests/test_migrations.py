@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 # sha256 of each frozen revision file: a released revision never changes
 FROZEN_REVISIONS = {
     "0001_baseline.sql": "5a3554f869e6252c1be125164ce53f76ddb2b23c35cf161e077bf3fd0cfca99f",
+    "0002_signals.sql": "53b82d2be004b4d3ea992f83333593329d3a8bdce875103ae92dcbe4f89332f1",
 }
 
 

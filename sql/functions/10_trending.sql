@@ -1,0 +1,83 @@
+-- Trending: the Blingram formula (seed 000 §2), in one place. The reflex
+-- update in record_interaction, the heartbeat and new posts all call
+-- feed._trending_formula; feed.trending_score is its public face with the
+-- default weights.
+
+-------------------------------------------------------------------------------
+-- _trending_formula: (wl·L + wc·C + ws·S + wg·gift + wt·tip + 1) / (age_hours + 2)^gravity
+-- Age is clamped at zero so a post dated in the future scores as brand new.
+CREATE OR REPLACE FUNCTION feed._trending_formula(
+    p_likes bigint, p_comments bigint, p_shares bigint, p_gift_amount numeric, p_tip_amount numeric,
+    p_created_at timestamptz, p_now timestamptz,
+    p_weight_likes double precision, p_weight_comments double precision, p_weight_shares double precision,
+    p_weight_gifts double precision, p_weight_tips double precision, p_gravity double precision)
+RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    SELECT (  p_weight_likes    * coalesce(p_likes, 0)
+            + p_weight_comments * coalesce(p_comments, 0)
+            + p_weight_shares   * coalesce(p_shares, 0)
+            + p_weight_gifts    * coalesce(p_gift_amount, 0)::double precision
+            + p_weight_tips     * coalesce(p_tip_amount, 0)::double precision
+            + 1)
+         / power(greatest(extract(epoch FROM p_now - p_created_at)::double precision / 3600.0, 0) + 2,
+                 p_gravity)
+$func$;
+
+-------------------------------------------------------------------------------
+-- trending_score: the public formula with the seed's default weights (contract §3.3)
+CREATE OR REPLACE FUNCTION feed.trending_score(
+    p_likes bigint, p_comments bigint, p_shares bigint, p_gift_amount numeric, p_tip_amount numeric,
+    p_created_at timestamptz, p_now timestamptz DEFAULT now())
+RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    SELECT feed._trending_formula(p_likes, p_comments, p_shares, p_gift_amount, p_tip_amount,
+                                  p_created_at, p_now, 1.0, 3.0, 5.0, 50.0, 50.0, 1.8)
+$func$;
+
+-------------------------------------------------------------------------------
+-- _trending_weights: the operator's current weights, from feed.settings
+CREATE OR REPLACE FUNCTION feed._trending_weights(
+    OUT weight_likes double precision, OUT weight_comments double precision,
+    OUT weight_shares double precision, OUT weight_gifts double precision,
+    OUT weight_tips double precision, OUT gravity double precision)
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    SELECT max(s.value::double precision) FILTER (WHERE s.name = 'trending_weight_likes'),
+           max(s.value::double precision) FILTER (WHERE s.name = 'trending_weight_comments'),
+           max(s.value::double precision) FILTER (WHERE s.name = 'trending_weight_shares'),
+           max(s.value::double precision) FILTER (WHERE s.name = 'trending_weight_gifts'),
+           max(s.value::double precision) FILTER (WHERE s.name = 'trending_weight_tips'),
+           max(s.value::double precision) FILTER (WHERE s.name = 'gravity')
+    FROM feed.settings s
+    WHERE s.name IN ('trending_weight_likes', 'trending_weight_comments', 'trending_weight_shares',
+                     'trending_weight_gifts', 'trending_weight_tips', 'gravity')
+$func$;
+
+-------------------------------------------------------------------------------
+-- _posts_score_on_insert: a new post starts with its formula score, not zero,
+-- so it can compete in the trending source before the next heartbeat
+CREATE OR REPLACE FUNCTION feed._posts_score_on_insert()
+RETURNS trigger
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+DECLARE
+    w record;
+BEGIN
+    w := feed._trending_weights();
+    NEW.trending_score := feed._trending_formula(
+        NEW.like_count, NEW.comment_count, NEW.share_count, NEW.gift_amount, NEW.tip_amount,
+        NEW.created_at, now(),
+        w.weight_likes, w.weight_comments, w.weight_shares, w.weight_gifts, w.weight_tips, w.gravity);
+    RETURN NEW;
+END
+$func$;
+
+CREATE OR REPLACE TRIGGER posts_score_on_insert
+    BEFORE INSERT ON feed.posts
+    FOR EACH ROW EXECUTE FUNCTION feed._posts_score_on_insert();

@@ -1,0 +1,446 @@
+-- The engagement write path (contract §3.2): record_interaction,
+-- record_impression(s), record_watch_progress. Each call validates every
+-- argument before it writes anything, then in one transaction appends to the
+-- log, updates the viewer's signals and, last, the post's counters (so the
+-- hot post row is locked for the shortest possible time).
+
+-------------------------------------------------------------------------------
+-- _bad_argument: raise 22023 naming the argument
+CREATE OR REPLACE FUNCTION feed._bad_argument(p_argument text, p_problem text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+BEGIN
+    RAISE EXCEPTION '%: %', p_argument, p_problem USING ERRCODE = '22023';
+END
+$func$;
+
+-------------------------------------------------------------------------------
+-- _actions: every action record_interaction accepts (contract §3.2)
+CREATE OR REPLACE FUNCTION feed._actions()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    SELECT ARRAY['view', 'like', 'unlike', 'comment', 'share', 'gift', 'tip', 'praise', 'trophy',
+                 'save', 'not_interested', 'report', 'dislike']
+$func$;
+
+-------------------------------------------------------------------------------
+-- _category_signal: how much one action moves a viewer's category affinity
+-- (in [-1, 1]); strong, costly acts move it more, negative acts push it down
+CREATE OR REPLACE FUNCTION feed._category_signal(p_action text)
+RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    SELECT CASE p_action
+        WHEN 'view' THEN 0.02  WHEN 'like' THEN 0.10  WHEN 'unlike' THEN -0.10
+        WHEN 'comment' THEN 0.15  WHEN 'share' THEN 0.20  WHEN 'save' THEN 0.15
+        WHEN 'praise' THEN 0.15  WHEN 'trophy' THEN 0.25  WHEN 'gift' THEN 0.25  WHEN 'tip' THEN 0.25
+        WHEN 'not_interested' THEN -0.30  WHEN 'dislike' THEN -0.40  WHEN 'report' THEN -0.50
+        ELSE 0 END::double precision
+$func$;
+
+-------------------------------------------------------------------------------
+-- _require_viewer / _require_post: argument checks shared by the writes
+CREATE OR REPLACE FUNCTION feed._require_viewer(p_user_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+BEGIN
+    IF p_user_id IS NULL THEN
+        PERFORM feed._bad_argument('p_user_id', 'must not be null (anonymous viewers cannot write)');
+    END IF;
+END
+$func$;
+
+CREATE OR REPLACE FUNCTION feed._require_post(
+    p_post_id bigint, OUT author_id bigint, OUT category text, OUT post_type text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+BEGIN
+    IF p_post_id IS NULL THEN
+        PERFORM feed._bad_argument('p_post_id', 'must not be null');
+    END IF;
+    SELECT p.author_id, p.category, p.post_type INTO author_id, category, post_type
+    FROM feed.posts p WHERE p.post_id = p_post_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'p_post_id: post % does not exist', p_post_id
+            USING ERRCODE = '23503', HINT = 'insert it into feed.posts first';
+    END IF;
+END
+$func$;
+
+-------------------------------------------------------------------------------
+-- _note_seen: the viewer saw the post at p_at (drives cooldown and repeats)
+CREATE OR REPLACE FUNCTION feed._note_seen(p_user_id bigint, p_post_id bigint, p_at timestamptz)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    INSERT INTO feed.seen_posts AS s (user_id, post_id, first_seen_at, last_seen_at, times_seen)
+    VALUES (p_user_id, p_post_id, p_at, p_at, 1)
+    ON CONFLICT (user_id, post_id) DO UPDATE
+    SET first_seen_at = least(s.first_seen_at, excluded.first_seen_at),
+        last_seen_at = greatest(s.last_seen_at, excluded.last_seen_at),
+        times_seen = s.times_seen + 1
+$func$;
+
+-------------------------------------------------------------------------------
+-- _apply_interaction: log one action and update the viewer's per-author,
+-- per-post-type and per-category signals. Post counters and the moving
+-- averages are the caller's, so that one call touches each row once.
+CREATE OR REPLACE FUNCTION feed._apply_interaction(
+    p_user_id bigint, p_post_id bigint, p_author_id bigint, p_category text, p_post_type text,
+    p_action text, p_value_amount numeric, p_time_spent_seconds integer, p_watch_ratio double precision,
+    p_now timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+DECLARE
+    v_interaction_id bigint;
+    v_positive boolean := p_action IN ('like', 'comment', 'share', 'gift', 'tip', 'praise', 'trophy', 'save');
+    v_negative boolean := p_action IN ('not_interested', 'dislike', 'report');
+    v_half_life double precision;
+BEGIN
+    INSERT INTO feed.interactions (user_id, post_id, action, value_amount, time_spent_seconds, watch_ratio, created_at)
+    VALUES (p_user_id, p_post_id, p_action, p_value_amount, p_time_spent_seconds, p_watch_ratio, p_now)
+    RETURNING interaction_id INTO v_interaction_id;
+
+    -- an interaction implies the viewer saw the post (contract §4.3)
+    PERFORM feed._note_seen(p_user_id, p_post_id, p_now);
+
+    IF v_negative THEN
+        INSERT INTO feed.hidden_posts (user_id, post_id, reason, created_at)
+        VALUES (p_user_id, p_post_id, p_action, p_now)
+        ON CONFLICT (user_id, post_id) DO NOTHING;
+    END IF;
+
+    IF p_author_id <> p_user_id THEN
+        INSERT INTO feed.user_author_affinity AS a (
+            user_id, author_id, like_count, praise_count, trophy_count, comment_count, share_count,
+            save_count, gift_count, tip_count, view_count, negative_count, last_positive_at)
+        VALUES (p_user_id, p_author_id, (p_action = 'like')::int, (p_action = 'praise')::int,
+                (p_action = 'trophy')::int, (p_action = 'comment')::int, (p_action = 'share')::int,
+                (p_action = 'save')::int, (p_action = 'gift')::int, (p_action = 'tip')::int,
+                (p_action = 'view')::int, v_negative::int, CASE WHEN v_positive THEN p_now END)
+        ON CONFLICT (user_id, author_id) DO UPDATE
+        SET like_count = CASE WHEN p_action = 'unlike' THEN greatest(a.like_count - 1, 0)
+                              ELSE a.like_count + excluded.like_count END,
+            praise_count = a.praise_count + excluded.praise_count,
+            trophy_count = a.trophy_count + excluded.trophy_count,
+            comment_count = a.comment_count + excluded.comment_count,
+            share_count = a.share_count + excluded.share_count,
+            save_count = a.save_count + excluded.save_count,
+            gift_count = a.gift_count + excluded.gift_count,
+            tip_count = a.tip_count + excluded.tip_count,
+            view_count = a.view_count + excluded.view_count,
+            negative_count = a.negative_count + excluded.negative_count,
+            last_positive_at = greatest(a.last_positive_at, excluded.last_positive_at);
+    END IF;
+
+    -- seed 001 §6: hearts, praise and trophies per post type
+    IF p_action IN ('like', 'praise', 'trophy') THEN
+        INSERT INTO feed.user_post_type_affinity AS t (user_id, post_type, interaction_count, last_interaction_at)
+        VALUES (p_user_id, p_post_type, 1, p_now)
+        ON CONFLICT (user_id, post_type) DO UPDATE
+        SET interaction_count = t.interaction_count + 1,
+            last_interaction_at = greatest(t.last_interaction_at, p_now);
+    ELSIF p_action = 'unlike' THEN
+        UPDATE feed.user_post_type_affinity t
+        SET interaction_count = greatest(t.interaction_count - 1, 0)
+        WHERE t.user_id = p_user_id AND t.post_type = p_post_type;
+    END IF;
+
+    -- seed 002: affinity in [-1, 1] that halves every half-life without new signals
+    v_half_life := extract(epoch FROM feed._setting_interval('category_affinity_half_life'));
+    INSERT INTO feed.user_category_affinity AS c (user_id, category, affinity, updated_at)
+    VALUES (p_user_id, p_category, greatest(-1, least(1, feed._category_signal(p_action))), p_now)
+    ON CONFLICT (user_id, category) DO UPDATE
+    SET affinity = greatest(-1, least(1,
+            c.affinity * CASE WHEN v_half_life > 0
+                              THEN power(0.5, greatest(extract(epoch FROM p_now - c.updated_at), 0) / v_half_life)
+                              ELSE 1 END
+            + excluded.affinity)),
+        updated_at = greatest(c.updated_at, p_now);
+
+    RETURN v_interaction_id;
+END
+$func$;
+
+-------------------------------------------------------------------------------
+-- _observe_engagement: one exposure of the viewer to a post, folded into the
+-- viewer's moving averages (seed 004, alpha = setting ema_alpha). The first
+-- observation sets a rate outright instead of averaging it with zero.
+CREATE OR REPLACE FUNCTION feed._observe_engagement(
+    p_user_id bigint, p_liked boolean, p_commented boolean, p_shared boolean,
+    p_watch_ratio double precision, p_now timestamptz)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+DECLARE
+    v_alpha double precision := least(feed._setting_number('ema_alpha'), 1);
+BEGIN
+    INSERT INTO feed.user_signals AS s (user_id, like_rate, comment_rate, share_rate, watch_ratio,
+                                        observations, watches, updated_at)
+    VALUES (p_user_id, p_liked::int, p_commented::int, p_shared::int, p_watch_ratio,
+            1, (p_watch_ratio IS NOT NULL)::int, p_now)
+    ON CONFLICT (user_id) DO UPDATE
+    SET like_rate = (1 - v_alpha) * s.like_rate + v_alpha * excluded.like_rate,
+        comment_rate = (1 - v_alpha) * s.comment_rate + v_alpha * excluded.comment_rate,
+        share_rate = (1 - v_alpha) * s.share_rate + v_alpha * excluded.share_rate,
+        watch_ratio = CASE WHEN excluded.watch_ratio IS NULL THEN s.watch_ratio
+                           WHEN s.watch_ratio IS NULL THEN excluded.watch_ratio
+                           ELSE (1 - v_alpha) * s.watch_ratio + v_alpha * excluded.watch_ratio END,
+        observations = s.observations + 1,
+        watches = s.watches + excluded.watches,
+        updated_at = greatest(s.updated_at, p_now);
+END
+$func$;
+
+-------------------------------------------------------------------------------
+-- _bump_post: add deltas to a post's engine counters; the posts_rescore
+-- trigger recomputes trending_score in the same row update (the reflex)
+CREATE OR REPLACE FUNCTION feed._bump_post(
+    p_post_id bigint, p_likes integer DEFAULT 0, p_comments integer DEFAULT 0, p_shares integer DEFAULT 0,
+    p_views integer DEFAULT 0, p_gift numeric DEFAULT 0, p_tip numeric DEFAULT 0,
+    p_praises integer DEFAULT 0, p_trophies integer DEFAULT 0, p_saves integer DEFAULT 0,
+    p_reports integer DEFAULT 0, p_watches integer DEFAULT 0, p_watch_ratio double precision DEFAULT 0)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    UPDATE feed.posts p
+    SET like_count = greatest(p.like_count + p_likes, 0),
+        comment_count = p.comment_count + p_comments,
+        share_count = p.share_count + p_shares,
+        view_count = p.view_count + p_views,
+        gift_amount = p.gift_amount + p_gift,
+        tip_amount = p.tip_amount + p_tip,
+        praise_count = p.praise_count + p_praises,
+        trophy_count = p.trophy_count + p_trophies,
+        save_count = p.save_count + p_saves,
+        report_count = p.report_count + p_reports,
+        watch_count = p.watch_count + p_watches,
+        watch_ratio_sum = p.watch_ratio_sum + p_watch_ratio
+    WHERE p.post_id = p_post_id
+$func$;
+
+-------------------------------------------------------------------------------
+-- _posts_rescore: when a counter of the formula changes, trending_score follows
+-- at once (seed 000 §4A, the "reflex" update), with the operator's weights
+CREATE OR REPLACE FUNCTION feed._posts_rescore()
+RETURNS trigger
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+DECLARE
+    w record;
+BEGIN
+    w := feed._trending_weights();
+    NEW.trending_score := feed._trending_formula(
+        NEW.like_count, NEW.comment_count, NEW.share_count, NEW.gift_amount, NEW.tip_amount,
+        NEW.created_at, now(),
+        w.weight_likes, w.weight_comments, w.weight_shares, w.weight_gifts, w.weight_tips, w.gravity);
+    RETURN NEW;
+END
+$func$;
+
+CREATE OR REPLACE TRIGGER posts_rescore
+    BEFORE UPDATE OF like_count, comment_count, share_count, gift_amount, tip_amount, created_at ON feed.posts
+    FOR EACH ROW
+    WHEN (OLD.like_count IS DISTINCT FROM NEW.like_count
+          OR OLD.comment_count IS DISTINCT FROM NEW.comment_count
+          OR OLD.share_count IS DISTINCT FROM NEW.share_count
+          OR OLD.gift_amount IS DISTINCT FROM NEW.gift_amount
+          OR OLD.tip_amount IS DISTINCT FROM NEW.tip_amount
+          OR OLD.created_at IS DISTINCT FROM NEW.created_at)
+    EXECUTE FUNCTION feed._posts_rescore();
+
+-------------------------------------------------------------------------------
+-- record_interaction: one engagement event (contract §3.2); returns its id
+CREATE OR REPLACE FUNCTION feed.record_interaction(
+    p_user_id bigint, p_post_id bigint, p_action text,
+    p_value_amount numeric DEFAULT 0, p_time_spent_seconds integer DEFAULT 0)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+DECLARE
+    v_post record;
+    v_now timestamptz := now();
+    v_id bigint;
+BEGIN
+    PERFORM feed._require_viewer(p_user_id);
+    IF p_action IS NULL OR NOT p_action = ANY (feed._actions()) THEN
+        PERFORM feed._bad_argument('p_action', format('unknown action %L; expected one of %s',
+                                   p_action, array_to_string(feed._actions(), ', ')));
+    END IF;
+    IF p_value_amount IS NULL THEN
+        PERFORM feed._bad_argument('p_value_amount', 'must not be null');
+    ELSIF p_action IN ('gift', 'tip') AND p_value_amount <= 0 THEN
+        PERFORM feed._bad_argument('p_value_amount', format('must be positive for %s, got %s', p_action, p_value_amount));
+    ELSIF p_action NOT IN ('gift', 'tip') AND p_value_amount <> 0 THEN
+        PERFORM feed._bad_argument('p_value_amount', format('must be 0 for %s, got %s', p_action, p_value_amount));
+    ELSIF p_value_amount >= 1e10 OR round(p_value_amount, 2) = 0 AND p_value_amount <> 0 THEN
+        PERFORM feed._bad_argument('p_value_amount', format('%s does not fit numeric(12,2)', p_value_amount));
+    END IF;
+    IF p_time_spent_seconds IS NULL OR p_time_spent_seconds < 0 THEN
+        PERFORM feed._bad_argument('p_time_spent_seconds', format('must be zero or positive, got %s',
+                                   coalesce(p_time_spent_seconds::text, 'null')));
+    END IF;
+    v_post := feed._require_post(p_post_id);
+
+    v_id := feed._apply_interaction(p_user_id, p_post_id, v_post.author_id, v_post.category, v_post.post_type,
+                                    p_action, p_value_amount, p_time_spent_seconds, NULL, v_now);
+    IF p_action IN ('view', 'like', 'comment', 'share') THEN
+        PERFORM feed._observe_engagement(p_user_id, p_action = 'like', p_action = 'comment', p_action = 'share',
+                                         NULL, v_now);
+    END IF;
+    PERFORM feed._bump_post(p_post_id,
+        p_likes => CASE p_action WHEN 'like' THEN 1 WHEN 'unlike' THEN -1 ELSE 0 END,
+        p_comments => (p_action = 'comment')::int, p_shares => (p_action = 'share')::int,
+        p_views => (p_action = 'view')::int,
+        p_gift => CASE WHEN p_action = 'gift' THEN p_value_amount ELSE 0 END,
+        p_tip => CASE WHEN p_action = 'tip' THEN p_value_amount ELSE 0 END,
+        p_praises => (p_action = 'praise')::int, p_trophies => (p_action = 'trophy')::int,
+        p_saves => (p_action = 'save')::int, p_reports => (p_action = 'report')::int);
+    RETURN v_id;
+END
+$func$;
+
+-------------------------------------------------------------------------------
+-- record_impression: the viewer actually saw the post (contract §3.2).
+-- A retry with the same (viewer, post, session) counts once.
+CREATE OR REPLACE FUNCTION feed.record_impression(
+    p_user_id bigint, p_post_id bigint, p_source text DEFAULT NULL,
+    p_score double precision DEFAULT NULL, p_session_id text DEFAULT NULL,
+    p_visible_at timestamptz DEFAULT now())
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+BEGIN
+    PERFORM feed._require_viewer(p_user_id);
+    IF p_visible_at IS NULL OR NOT isfinite(p_visible_at) THEN
+        PERFORM feed._bad_argument('p_visible_at', 'must be a finite time');
+    END IF;
+    PERFORM feed._require_post(p_post_id);
+
+    INSERT INTO feed.impressions (user_id, post_id, seen_at, source, score, session_id)
+    VALUES (p_user_id, p_post_id, p_visible_at, p_source, p_score, p_session_id)
+    ON CONFLICT (user_id, post_id, session_id) DO NOTHING;
+    IF FOUND THEN
+        PERFORM feed._note_seen(p_user_id, p_post_id, p_visible_at);
+    END IF;
+END
+$func$;
+
+-------------------------------------------------------------------------------
+-- record_impressions: the batch form; returns how many were new
+CREATE OR REPLACE FUNCTION feed.record_impressions(
+    p_user_id bigint, p_post_ids bigint[], p_session_id text DEFAULT NULL,
+    p_visible_at timestamptz DEFAULT now())
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+DECLARE
+    v_missing bigint;
+    v_recorded integer;
+BEGIN
+    PERFORM feed._require_viewer(p_user_id);
+    IF p_post_ids IS NULL THEN
+        PERFORM feed._bad_argument('p_post_ids', 'must not be null');
+    ELSIF array_position(p_post_ids, NULL) IS NOT NULL THEN
+        PERFORM feed._bad_argument('p_post_ids', 'must not contain nulls');
+    ELSIF cardinality(p_post_ids) > 10000 THEN
+        PERFORM feed._bad_argument('p_post_ids', 'at most 10000 posts per call');
+    END IF;
+    IF p_visible_at IS NULL OR NOT isfinite(p_visible_at) THEN
+        PERFORM feed._bad_argument('p_visible_at', 'must be a finite time');
+    END IF;
+    SELECT min(ids.post_id) INTO v_missing
+    FROM unnest(p_post_ids) AS ids(post_id)
+    WHERE NOT EXISTS (SELECT 1 FROM feed.posts p WHERE p.post_id = ids.post_id);
+    IF v_missing IS NOT NULL THEN
+        RAISE EXCEPTION 'p_post_ids: post % does not exist', v_missing USING ERRCODE = '23503';
+    END IF;
+
+    -- sorted, so that two batches of one viewer lock rows in the same order
+    WITH recorded AS (
+        INSERT INTO feed.impressions (user_id, post_id, seen_at, session_id)
+        SELECT DISTINCT p_user_id, ids.post_id, p_visible_at, p_session_id
+        FROM unnest(p_post_ids) AS ids(post_id)
+        ORDER BY 2
+        ON CONFLICT (user_id, post_id, session_id) DO NOTHING
+        RETURNING post_id
+    ), noted AS (
+        INSERT INTO feed.seen_posts AS s (user_id, post_id, first_seen_at, last_seen_at, times_seen)
+        SELECT p_user_id, r.post_id, p_visible_at, p_visible_at, 1 FROM recorded r ORDER BY r.post_id
+        ON CONFLICT (user_id, post_id) DO UPDATE
+        SET first_seen_at = least(s.first_seen_at, excluded.first_seen_at),
+            last_seen_at = greatest(s.last_seen_at, excluded.last_seen_at),
+            times_seen = s.times_seen + 1
+    )
+    SELECT count(*) INTO v_recorded FROM recorded;
+    RETURN v_recorded;
+END
+$func$;
+
+-------------------------------------------------------------------------------
+-- record_watch_progress: one viewing of a video (contract §3.2). Logged as a
+-- view with its time and watch ratio = min(play / duration, 1); the liked,
+-- commented and shared flags count exactly as those interactions would.
+-- Call it once per viewing, when the viewer moves on.
+CREATE OR REPLACE FUNCTION feed.record_watch_progress(
+    p_user_id bigint, p_post_id bigint, p_play_ms integer, p_duration_ms integer,
+    p_liked boolean DEFAULT false, p_commented boolean DEFAULT false, p_shared boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+DECLARE
+    v_post record;
+    v_now timestamptz := now();
+    v_ratio double precision;
+BEGIN
+    PERFORM feed._require_viewer(p_user_id);
+    IF p_play_ms IS NULL OR p_play_ms < 0 THEN
+        PERFORM feed._bad_argument('p_play_ms', format('must be zero or positive, got %s', coalesce(p_play_ms::text, 'null')));
+    END IF;
+    IF p_duration_ms IS NULL OR p_duration_ms <= 0 THEN
+        PERFORM feed._bad_argument('p_duration_ms', format('must be positive, got %s', coalesce(p_duration_ms::text, 'null')));
+    END IF;
+    IF p_liked IS NULL OR p_commented IS NULL OR p_shared IS NULL THEN
+        PERFORM feed._bad_argument(CASE WHEN p_liked IS NULL THEN 'p_liked' WHEN p_commented IS NULL THEN 'p_commented'
+                                        ELSE 'p_shared' END, 'must not be null');
+    END IF;
+    v_post := feed._require_post(p_post_id);
+    v_ratio := least(p_play_ms::double precision / p_duration_ms, 1);
+
+    PERFORM feed._apply_interaction(p_user_id, p_post_id, v_post.author_id, v_post.category, v_post.post_type,
+                                    'view', 0, (p_play_ms / 1000), v_ratio, v_now);
+    IF p_liked THEN
+        PERFORM feed._apply_interaction(p_user_id, p_post_id, v_post.author_id, v_post.category, v_post.post_type,
+                                        'like', 0, 0, NULL, v_now);
+    END IF;
+    IF p_commented THEN
+        PERFORM feed._apply_interaction(p_user_id, p_post_id, v_post.author_id, v_post.category, v_post.post_type,
+                                        'comment', 0, 0, NULL, v_now);
+    END IF;
+    IF p_shared THEN
+        PERFORM feed._apply_interaction(p_user_id, p_post_id, v_post.author_id, v_post.category, v_post.post_type,
+                                        'share', 0, 0, NULL, v_now);
+    END IF;
+    PERFORM feed._observe_engagement(p_user_id, p_liked, p_commented, p_shared, v_ratio, v_now);
+    PERFORM feed._bump_post(p_post_id, p_likes => p_liked::int, p_comments => p_commented::int,
+                            p_shares => p_shared::int, p_views => 1, p_watches => 1, p_watch_ratio => v_ratio);
+END
+$func$;

@@ -1,0 +1,155 @@
+-- Scheduled work (contract §3.3): the trending heartbeat and run_maintenance,
+-- which cron or pg_cron calls every few minutes.
+
+-------------------------------------------------------------------------------
+-- _record_job_run: remember when a job ran and what it did (doctor reads it)
+CREATE OR REPLACE FUNCTION feed._record_job_run(p_job text, p_at timestamptz, p_result jsonb)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    INSERT INTO feed.job_runs AS j (job, last_run_at, last_result) VALUES (p_job, p_at, p_result)
+    ON CONFLICT (job) DO UPDATE SET last_run_at = excluded.last_run_at, last_result = excluded.last_result
+$func$;
+
+-------------------------------------------------------------------------------
+-- refresh_trending_scores: the heartbeat. Recomputes trending_score for posts
+-- created within p_window, batch by batch; each UPDATE recomputes from the
+-- row's own committed counters, so a like committed meanwhile is never lost,
+-- and a row locked by a like in progress is skipped (that like's reflex update
+-- rescores it). Posts that left the window since the last run get their final
+-- score once. Returns the number of posts rescored.
+CREATE OR REPLACE FUNCTION feed.refresh_trending_scores(p_window interval DEFAULT '7 days')
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+DECLARE
+    v_now timestamptz := now();
+    w record;
+    v_batch_size integer := greatest(feed._setting_integer('heartbeat_batch_size'), 1);
+    v_ids bigint[];
+    v_offset integer := 1;
+    v_touched integer := 0;
+    v_finalized integer := 0;
+    v_count integer;
+    v_last_run timestamptz;
+BEGIN
+    IF p_window IS NULL OR p_window <= interval '0' THEN
+        PERFORM feed._bad_argument('p_window', format('must be a positive interval, got %s', coalesce(p_window::text, 'null')));
+    END IF;
+    w := feed._trending_weights();
+
+    SELECT array_agg(p.post_id ORDER BY p.post_id) INTO v_ids
+    FROM feed.posts p WHERE p.created_at > v_now - p_window;
+
+    WHILE v_offset <= coalesce(cardinality(v_ids), 0) LOOP
+        UPDATE feed.posts p
+        SET trending_score = feed._trending_formula(
+                p.like_count, p.comment_count, p.share_count, p.gift_amount, p.tip_amount, p.created_at, v_now,
+                w.weight_likes, w.weight_comments, w.weight_shares, w.weight_gifts, w.weight_tips, w.gravity)
+        FROM (SELECT l.post_id FROM feed.posts l
+              WHERE l.post_id = ANY (v_ids[v_offset : v_offset + v_batch_size - 1])
+              FOR UPDATE SKIP LOCKED) AS batch
+        WHERE p.post_id = batch.post_id;
+        GET DIAGNOSTICS v_count = ROW_COUNT;
+        v_touched := v_touched + v_count;
+        v_offset := v_offset + v_batch_size;
+    END LOOP;
+
+    -- the final score of posts that left the window since the previous run
+    SELECT j.last_run_at INTO v_last_run FROM feed.job_runs j WHERE j.job = 'heartbeat';
+    UPDATE feed.posts p
+    SET trending_score = feed._trending_formula(
+            p.like_count, p.comment_count, p.share_count, p.gift_amount, p.tip_amount, p.created_at, v_now,
+            w.weight_likes, w.weight_comments, w.weight_shares, w.weight_gifts, w.weight_tips, w.gravity)
+    WHERE p.created_at <= v_now - p_window
+      AND p.created_at > least(coalesce(v_last_run, v_now), v_now) - p_window;
+    GET DIAGNOSTICS v_finalized = ROW_COUNT;
+
+    PERFORM feed._record_job_run('heartbeat', v_now,
+        jsonb_build_object('window', p_window::text, 'rescored', v_touched, 'finalized', v_finalized));
+    RETURN v_touched + v_finalized;
+END
+$func$;
+
+-------------------------------------------------------------------------------
+-- _refresh_creator_quality: rolling creator metrics over the posts of the
+-- last creator_quality_window, smoothed toward neutral priors so a creator
+-- with three views is not judged on them. quality in [0, 1]:
+--   0.5 · watch_ratio + 0.3 · min(1, 5 · like_rate) + 0.2 · (1 − min(1, 20 · report_rate))
+CREATE OR REPLACE FUNCTION feed._refresh_creator_quality()
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+DECLARE
+    v_now timestamptz := now();
+    v_refreshed integer;
+BEGIN
+    WITH per_author AS (
+        SELECT p.author_id,
+               count(*) AS posts,
+               sum(p.view_count) AS views,
+               (sum(p.watch_ratio_sum) + 0.5 * 5) / (sum(p.watch_count) + 5) AS watch_ratio,
+               (sum(p.like_count) + 1.0) / (sum(p.view_count) + 20) AS like_rate,
+               sum(p.report_count)::double precision / (sum(p.view_count) + 20) AS report_rate
+        FROM feed.posts p
+        WHERE p.created_at > v_now - feed._setting_interval('creator_quality_window')
+        GROUP BY p.author_id
+    )
+    INSERT INTO feed.creator_quality AS q (author_id, watch_ratio, like_rate, report_rate, quality, posts, views, refreshed_at)
+    SELECT a.author_id, a.watch_ratio, least(a.like_rate, 1), least(a.report_rate, 1),
+           0.5 * least(a.watch_ratio, 1) + 0.3 * least(1, 5 * a.like_rate) + 0.2 * (1 - least(1, 20 * a.report_rate)),
+           a.posts, a.views, v_now
+    FROM per_author a
+    ON CONFLICT (author_id) DO UPDATE
+    SET watch_ratio = excluded.watch_ratio, like_rate = excluded.like_rate, report_rate = excluded.report_rate,
+        quality = excluded.quality, posts = excluded.posts, views = excluded.views, refreshed_at = excluded.refreshed_at;
+    GET DIAGNOSTICS v_refreshed = ROW_COUNT;
+    -- creators with no post in the window fall back to the neutral default
+    DELETE FROM feed.creator_quality q WHERE q.refreshed_at < v_now;
+    RETURN v_refreshed;
+END
+$func$;
+
+-------------------------------------------------------------------------------
+-- run_maintenance: every periodic chore, for cron or pg_cron; returns counts
+CREATE OR REPLACE FUNCTION feed.run_maintenance()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+DECLARE
+    v_now timestamptz := now();
+    v_cooldown interval := feed._setting_interval('cooldown');
+    v_limit integer := greatest(feed._setting_integer('maintenance_batch_size'), 1);
+    v_result jsonb;
+    v_rescored integer;
+    v_impressions integer;
+    v_seen integer;
+    v_creators integer;
+BEGIN
+    v_rescored := feed.refresh_trending_scores(feed._setting_interval('trending_window'));
+
+    DELETE FROM feed.impressions i
+    WHERE i.ctid = ANY (ARRAY(SELECT o.ctid FROM feed.impressions o
+                              WHERE o.seen_at < v_now - v_cooldown LIMIT v_limit));
+    GET DIAGNOSTICS v_impressions = ROW_COUNT;
+
+    DELETE FROM feed.seen_posts s
+    WHERE s.ctid = ANY (ARRAY(SELECT o.ctid FROM feed.seen_posts o
+                              WHERE o.last_seen_at < v_now - v_cooldown LIMIT v_limit));
+    GET DIAGNOSTICS v_seen = ROW_COUNT;
+
+    v_creators := feed._refresh_creator_quality();
+
+    v_result := jsonb_build_object(
+        'trending_rescored', v_rescored,
+        'impressions_pruned', v_impressions,
+        'seen_pruned', v_seen,
+        'creators_refreshed', v_creators);
+    PERFORM feed._record_job_run('maintenance', v_now, v_result);
+    RETURN v_result;
+END
+$func$;
