@@ -47,7 +47,8 @@ QUERIES = {
     "profiles": """
         SELECT name, description, weights, source_quotas, params FROM feed.ranking_profiles ORDER BY 1""",
     "install_state": """
-        SELECT key, value FROM feed.install_state WHERE key <> 'functions_sha256' ORDER BY 1""",
+        SELECT key, CASE WHEN key = 'cursor_secret' THEN length(value)::text ELSE value END
+        FROM feed.install_state WHERE key <> 'functions_sha256' ORDER BY 1""",
     "version": "SELECT version_num FROM feed.alembic_version",
 }
 

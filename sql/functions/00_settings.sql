@@ -79,3 +79,34 @@ $func$;
 CREATE OR REPLACE TRIGGER settings_check
     BEFORE INSERT OR UPDATE ON feed.settings
     FOR EACH ROW EXECUTE FUNCTION feed._settings_check();
+
+-------------------------------------------------------------------------------
+-- Every setting pgfeed knows, with its default. Applied on every migrate: a new
+-- setting appears with its default; an operator's value is never overwritten.
+INSERT INTO feed.settings AS s (name, value, default_value, kind, description)
+SELECT d.name, d.value, d.value, d.kind, d.description FROM (VALUES
+    ('cooldown',                 '30 days',    'interval', 'A post seen or interacted with within this window is not shown again (except as a controlled repeat).'),
+    ('max_repeats_per_page',     '2',          'integer',  'At most this many controlled repeats per page while unseen posts remain.'),
+    ('protected_top_ranks',      '6',          'integer',  'Controlled repeats never take ranks 1..N unless fewer than N unseen eligible posts exist.'),
+    ('inventory_waterline',      '24',         'integer',  'When unseen inventory falls under this, the ladder expands to older and out-of-network posts.'),
+    ('max_duration_ms',          '180000',     'integer',  'Posts longer than this (duration_ms) are never shown.'),
+    ('epsilon',                  '0.10',       'number',   'Share of page slots given to exploration candidates.'),
+    ('max_posts_per_author',     '2',          'integer',  'At most this many posts of one author per page while other candidates exist.'),
+    ('session_lifetime',         '30 minutes', 'interval', 'How long a feed session (and its cursors) lives.'),
+    ('trending_weight_likes',    '1',          'number',   'Trending formula: weight of a like.'),
+    ('trending_weight_comments', '3',          'number',   'Trending formula: weight of a comment.'),
+    ('trending_weight_shares',   '5',          'number',   'Trending formula: weight of a share.'),
+    ('trending_weight_gifts',    '50',         'number',   'Trending formula: weight of one unit of gift amount.'),
+    ('trending_weight_tips',     '50',         'number',   'Trending formula: weight of one unit of tip amount.'),
+    ('gravity',                  '1.8',        'number',   'Trending formula: how fast scores decay with age.'),
+    ('trending_window',          '7 days',     'interval', 'The heartbeat recomputes trending scores of posts created within this window.'),
+    ('ema_alpha',                '0.2',        'number',   'Smoothing factor of the per-viewer moving averages (user_signals).'),
+    ('category_affinity_half_life', '14 days', 'interval', 'A viewer''s category affinity halves over this time without new signals.'),
+    ('author_recency_window',    '7 days',     'interval', 'The "recently interacted" author boost decays to zero over this window.'),
+    ('creator_quality_window',   '30 days',    'interval', 'Creator quality is computed over the creator''s posts of this window.'),
+    ('heartbeat_batch_size',     '5000',       'integer',  'Posts per heartbeat batch (rows locked at once).'),
+    ('maintenance_batch_size',   '50000',      'integer',  'At most this many old impressions/sightings pruned per maintenance run.')
+) AS d (name, value, kind, description)
+ON CONFLICT (name) DO UPDATE
+SET default_value = excluded.default_value, kind = excluded.kind, description = excluded.description
+WHERE (s.default_value, s.kind, s.description) IS DISTINCT FROM (excluded.default_value, excluded.kind, excluded.description);

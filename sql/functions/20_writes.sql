@@ -169,6 +169,9 @@ BEGIN
             + excluded.affinity)),
         updated_at = greatest(c.updated_at, p_now);
 
+    -- the viewer's taste vector follows the post's embedding (sql/functions/40_vectors.sql)
+    PERFORM feed._update_taste(p_user_id, p_post_id, p_action, p_watch_ratio, p_now);
+
     RETURN v_interaction_id;
 END
 $func$;
