@@ -105,7 +105,8 @@ SELECT d.name, d.value, d.value, d.kind, d.description FROM (VALUES
     ('author_recency_window',    '7 days',     'interval', 'The "recently interacted" author boost decays to zero over this window.'),
     ('creator_quality_window',   '30 days',    'interval', 'Creator quality is computed over the creator''s posts of this window.'),
     ('heartbeat_batch_size',     '5000',       'integer',  'Posts per heartbeat batch (rows locked at once).'),
-    ('maintenance_batch_size',   '50000',      'integer',  'At most this many old impressions/sightings pruned per maintenance run.')
+    ('maintenance_batch_size',   '50000',      'integer',  'At most this many old impressions/sightings pruned per maintenance run.'),
+    ('rising_window',            '1 hour',     'interval', 'The rising source offers posts created within this window (seed 000: the last hour).')
 ) AS d (name, value, kind, description)
 ON CONFLICT (name) DO UPDATE
 SET default_value = excluded.default_value, kind = excluded.kind, description = excluded.description

@@ -1,0 +1,744 @@
+-- The feed (contract §3.1, §4): feed.get_personalized_feed and feed.explain_score,
+-- with their private helpers: cursors, the viewer's context, candidate
+-- sources with the fallback ladder, component scoring, page selection.
+
+-------------------------------------------------------------------------------
+-- _post_visible_to: contract §4.1 on the post's own columns. Deliberately
+-- without SET search_path: it reads no relation and must stay inlinable.
+CREATE OR REPLACE FUNCTION feed._post_visible_to(
+    p_visibility text, p_is_deleted boolean, p_media_ready boolean, p_duration_ms integer,
+    p_author_id bigint, p_viewer bigint, p_max_duration_ms integer)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $func$
+    SELECT NOT p_is_deleted
+       AND p_media_ready
+       AND (p_duration_ms IS NULL OR p_duration_ms <= p_max_duration_ms)
+       AND (p_visibility = 'public' OR (p_visibility = 'shadow_ban' AND p_author_id = p_viewer))
+$func$;
+
+-------------------------------------------------------------------------------
+-- _uniform: a deterministic pseudo-random number in [0, 1) from a seed and a key
+CREATE OR REPLACE FUNCTION feed._uniform(p_seed bigint, p_key bigint)
+RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $func$
+    SELECT (pg_catalog.hashint8extended(p_key, p_seed) & 2147483647)::double precision / 2147483648.0
+$func$;
+
+-------------------------------------------------------------------------------
+-- _components: the scoring components, in the order _score_posts returns them
+CREATE OR REPLACE FUNCTION feed._components()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    SELECT ARRAY['trending', 'recency', 'social_tie', 'collective', 'author_affinity', 'author_recency',
+                 'engagement', 'post_type', 'preferred_type', 'category_affinity', 'creator_quality',
+                 'context', 'novelty', 'taste_similarity', 'collaborative']
+$func$;
+
+-------------------------------------------------------------------------------
+-- _cursor_mac: the signature of a cursor payload (per-install secret)
+CREATE OR REPLACE FUNCTION feed._cursor_mac(p_payload bytea)
+RETURNS bytea
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    SELECT substring(sha256(decode(s.value, 'hex') || p_payload) FROM 1 FOR 16)
+    FROM feed.install_state s WHERE s.key = 'cursor_secret'
+$func$;
+
+-------------------------------------------------------------------------------
+-- _cursor_encode: an opaque, signed cursor for page p_page_no of a session
+CREATE OR REPLACE FUNCTION feed._cursor_encode(p_session_id uuid, p_page_no integer)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    SELECT 'v1.' || translate(encode(payload || feed._cursor_mac(payload), 'base64'), '+/=', '-_')
+    FROM (SELECT decode(replace(p_session_id::text, '-', ''), 'hex') || int4send(p_page_no) AS payload) x
+$func$;
+
+-------------------------------------------------------------------------------
+-- _cursor_decode: session and page of a cursor; 22023 if malformed or tampered
+CREATE OR REPLACE FUNCTION feed._cursor_decode(p_cursor text, OUT session_id uuid, OUT page_no integer)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+DECLARE
+    v_raw bytea;
+BEGIN
+    IF p_cursor !~ '^v1\.[A-Za-z0-9_-]{48}$' THEN
+        PERFORM feed._bad_argument('p_page_after', 'malformed cursor (pass the next_cursor of a previous page, or NULL)');
+    END IF;
+    v_raw := decode(translate(substring(p_cursor FROM 4), '-_', '+/'), 'base64');
+    IF length(v_raw) <> 36
+       OR substring(v_raw FROM 21 FOR 16) IS DISTINCT FROM feed._cursor_mac(substring(v_raw FROM 1 FOR 20)) THEN
+        PERFORM feed._bad_argument('p_page_after', 'invalid cursor (tampered, or from another installation)');
+    END IF;
+    session_id := encode(substring(v_raw FROM 1 FOR 16), 'hex')::uuid;
+    page_no := ('x' || encode(substring(v_raw FROM 17 FOR 4), 'hex'))::bit(32)::integer;
+END
+$func$;
+
+-------------------------------------------------------------------------------
+-- _viewer_context: what the feed needs to know about a viewer, read once per
+-- page from small per-viewer tables (never from the raw logs)
+CREATE OR REPLACE FUNCTION feed._viewer_context(p_user_id bigint, p_now timestamptz)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    SELECT jsonb_build_object(
+        'blocked', coalesce((SELECT jsonb_agg(b.other) FROM (
+                       SELECT blocked_user_id AS other FROM feed.blocks WHERE user_id = p_user_id
+                       UNION SELECT user_id FROM feed.blocks WHERE blocked_user_id = p_user_id) b), '[]'),
+        'muted_authors', coalesce(to_jsonb(up.muted_authors), '[]'),
+        'muted_collectives', coalesce(to_jsonb(up.muted_collectives), '[]'),
+        'muted_categories', coalesce(to_jsonb(up.muted_categories), '[]'),
+        'preferred_post_types', coalesce(to_jsonb(up.preferred_post_types), '[]'),
+        'collectives', coalesce((SELECT jsonb_agg(cm.collective_id) FROM (
+                       SELECT collective_id FROM feed.collective_members WHERE user_id = p_user_id
+                       ORDER BY joined_at DESC LIMIT 50) cm), '[]'),
+        'category_affinity', coalesce((SELECT jsonb_object_agg(c.category,
+                       c.affinity * CASE WHEN hl.seconds > 0
+                           THEN power(0.5, greatest(extract(epoch FROM p_now - c.updated_at), 0) / hl.seconds)
+                           ELSE 1 END)
+                       FROM feed.user_category_affinity c,
+                            (SELECT extract(epoch FROM feed._setting_interval('category_affinity_half_life'))
+                                    ::double precision AS seconds) hl
+                       WHERE c.user_id = p_user_id), '{}'),
+        'top_post_types', coalesce((SELECT jsonb_object_agg(t.post_type, t.interaction_count) FROM (
+                       SELECT post_type, interaction_count FROM feed.user_post_type_affinity
+                       WHERE user_id = p_user_id AND interaction_count > 0
+                       ORDER BY interaction_count DESC, post_type LIMIT 3) t), '{}'))
+    FROM (SELECT 1) one
+    LEFT JOIN feed.user_preferences up ON up.user_id = p_user_id
+$func$;
+
+-------------------------------------------------------------------------------
+-- _bigints / _texts: a jsonb array as a SQL array
+CREATE OR REPLACE FUNCTION feed._bigints(p_array jsonb)
+RETURNS bigint[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    SELECT coalesce(array_agg(e::bigint), '{}') FROM jsonb_array_elements_text(coalesce(p_array, '[]')) e
+$func$;
+
+CREATE OR REPLACE FUNCTION feed._texts(p_array jsonb)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    SELECT coalesce(array_agg(e), '{}') FROM jsonb_array_elements_text(coalesce(p_array, '[]')) e
+$func$;
+
+-------------------------------------------------------------------------------
+-- _check_context: validate p_context (22023 naming the key); returns it
+-- normalized, with the resolved mode and profile
+CREATE OR REPLACE FUNCTION feed._check_context(p_user_id bigint, p_context jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+DECLARE
+    v_context jsonb := coalesce(p_context, '{}');
+    v_mode text;
+    v_profile text;
+    v_key text;
+BEGIN
+    IF jsonb_typeof(v_context) <> 'object' THEN
+        PERFORM feed._bad_argument('p_context', 'must be a JSON object');
+    END IF;
+    FOREACH v_key IN ARRAY ARRAY['mode', 'profile', 'device', 'connection'] LOOP
+        IF v_context ? v_key AND jsonb_typeof(v_context -> v_key) NOT IN ('string', 'null') THEN
+            PERFORM feed._bad_argument('p_context.' || v_key, 'must be a string');
+        END IF;
+    END LOOP;
+    FOREACH v_key IN ARRAY ARRAY['categories', 'post_types'] LOOP
+        IF v_context ? v_key AND jsonb_typeof(v_context -> v_key) <> 'null' AND (
+               jsonb_typeof(v_context -> v_key) <> 'array'
+               OR EXISTS (SELECT 1 FROM jsonb_array_elements(v_context -> v_key) e WHERE jsonb_typeof(e) <> 'string')) THEN
+            PERFORM feed._bad_argument('p_context.' || v_key, 'must be an array of strings');
+        END IF;
+    END LOOP;
+    IF v_context ? 'local_hour' AND jsonb_typeof(v_context -> 'local_hour') <> 'null' AND (
+           jsonb_typeof(v_context -> 'local_hour') <> 'number'
+           OR (v_context ->> 'local_hour')::numeric NOT IN (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+                                                             17, 18, 19, 20, 21, 22, 23)) THEN
+        PERFORM feed._bad_argument('p_context.local_hour', 'must be an integer from 0 to 23');
+    END IF;
+    IF v_context ? 'include_own_posts' AND jsonb_typeof(v_context -> 'include_own_posts') NOT IN ('boolean', 'null') THEN
+        PERFORM feed._bad_argument('p_context.include_own_posts', 'must be true or false');
+    END IF;
+
+    v_mode := coalesce(v_context ->> 'mode', CASE WHEN p_user_id IS NULL THEN 'chronological' ELSE 'personalized' END);
+    IF v_mode NOT IN ('personalized', 'trending', 'chronological', 'random') THEN
+        PERFORM feed._bad_argument('p_context.mode', format(
+            'unknown mode %L; expected personalized, trending, chronological or random', v_mode));
+    END IF;
+    v_profile := coalesce(v_context ->> 'profile', 'default');
+    IF NOT EXISTS (SELECT 1 FROM feed.ranking_profiles r WHERE r.name = v_profile) THEN
+        PERFORM feed._bad_argument('p_context.profile', format(
+            'unknown profile %L; SELECT name FROM feed.ranking_profiles lists them', v_profile));
+    END IF;
+    RETURN v_context || jsonb_build_object('mode', v_mode, 'profile', v_profile);
+END
+$func$;
+
+-------------------------------------------------------------------------------
+-- _feed_candidates: unseen, eligible, not-yet-served candidates for one page.
+--
+-- Two shapes share one filter:
+--   p_scan = false: the union of bounded candidate sources, each reading at
+--       most ~p_limit rows through an index (following, collective, trending,
+--       rising, fresh, explore, collaborative, similar; one per non-personal
+--       mode); a post found by several sources keeps the first in that order;
+--   p_scan = true: the bottom of the ladder, every eligible post in the
+--       mode's order (or, with p_repeats, the viewer's posts seen within the
+--       cooldown, least recently seen first), cut at p_limit.
+CREATE OR REPLACE FUNCTION feed._feed_candidates(
+    p_user_id bigint, p_session_id uuid, p_seed bigint, p_page_no integer, p_mode text,
+    p_viewer jsonb, p_context jsonb, p_limit integer, p_scan boolean, p_repeats boolean, p_now timestamptz)
+RETURNS TABLE (post_id bigint, author_id bigint, source text, collab double precision,
+               last_seen_at timestamptz, sort_key double precision)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, @extschema:vector@, pg_temp
+AS $func$
+DECLARE
+    v_personal boolean := p_mode = 'personalized' AND NOT p_scan;
+    v_cooldown_start timestamptz := p_now - feed._setting_interval('cooldown');
+    v_max_duration integer := feed._setting_integer('max_duration_ms');
+    v_rising_start timestamptz := p_now - feed._setting_interval('rising_window');
+    v_blocked bigint[] := feed._bigints(p_viewer -> 'blocked');
+    v_muted_authors bigint[] := feed._bigints(p_viewer -> 'muted_authors');
+    v_muted_collectives bigint[] := feed._bigints(p_viewer -> 'muted_collectives');
+    v_muted_categories text[] := feed._texts(p_viewer -> 'muted_categories');
+    v_collectives bigint[] := feed._bigints(p_viewer -> 'collectives');
+    v_only_categories text[] := CASE WHEN jsonb_typeof(p_context -> 'categories') = 'array'
+                                     THEN feed._texts(p_context -> 'categories') END;
+    v_only_post_types text[] := CASE WHEN jsonb_typeof(p_context -> 'post_types') = 'array'
+                                     THEN feed._texts(p_context -> 'post_types') END;
+    v_include_own boolean := coalesce((p_context ->> 'include_own_posts')::boolean, false);
+    v_pivot bigint;
+    v_has_recs boolean := false;
+    v_live boolean := false;
+    v_similar boolean := false;
+BEGIN
+    IF v_personal OR (p_mode = 'random' AND NOT p_scan) THEN
+        -- a deterministic random point in the id space, per session and page
+        SELECT lo.id + floor(feed._uniform(p_seed, p_page_no) * (hi.id - lo.id + 1))::bigint INTO v_pivot
+        FROM (SELECT min(p.post_id) AS id FROM feed.posts p) lo, (SELECT max(p.post_id) AS id FROM feed.posts p) hi;
+    END IF;
+    IF v_personal AND p_user_id IS NOT NULL THEN
+        v_has_recs := EXISTS (SELECT 1 FROM feed.recommendations r WHERE r.user_id = p_user_id AND r.expires_at > p_now);
+        v_live := NOT v_has_recs AND to_regprocedure('feed._live_collaborative(bigint,integer)') IS NOT NULL;
+        v_similar := to_regprocedure('feed._taste_candidates(bigint,integer)') IS NOT NULL
+                     AND EXISTS (SELECT 1 FROM feed.user_taste t WHERE t.user_id = p_user_id);
+    END IF;
+
+    RETURN QUERY
+    WITH sourced AS (
+        -- following: the latest posts of followed authors
+        SELECT fp.post_id, 'following'::text AS source, 1 AS priority, NULL::double precision AS collab
+        FROM (SELECT f.followee_id FROM feed.follows f WHERE f.follower_id = p_user_id LIMIT p_limit) fe
+        CROSS JOIN LATERAL (SELECT p.post_id FROM feed.posts p WHERE p.author_id = fe.followee_id
+                            ORDER BY p.created_at DESC LIMIT 2) fp
+        WHERE v_personal AND p_user_id IS NOT NULL
+        UNION ALL
+        -- collective: the latest posts of the viewer's collectives
+        SELECT cp.post_id, 'collective', 2, NULL
+        FROM unnest(v_collectives[1:10]) AS c(collective_id)
+        CROSS JOIN LATERAL (SELECT p.post_id FROM feed.posts p WHERE p.collective_id = c.collective_id
+                            ORDER BY p.created_at DESC LIMIT greatest(p_limit / 10, 2)) cp
+        WHERE v_personal
+        UNION ALL
+        -- collaborative: precomputed recommendations, else live item-to-item scores
+        SELECT r.post_id, 'collaborative', 3, r.score
+        FROM (SELECT r.post_id, r.score FROM feed.recommendations r
+              WHERE r.user_id = p_user_id AND r.expires_at > p_now ORDER BY r.score DESC LIMIT p_limit) r
+        WHERE v_has_recs
+        UNION ALL
+        SELECT l.post_id, 'collaborative', 3, l.score
+        FROM feed._live_collaborative(p_user_id, p_limit) l
+        WHERE v_live
+        UNION ALL
+        -- similar: nearest posts to the viewer's taste vector
+        SELECT s.post_id, 'similar', 4, NULL
+        FROM feed._taste_candidates(p_user_id, p_limit) s
+        WHERE v_similar
+        UNION ALL
+        -- trending: the top of the trending order (also the whole 'trending' mode)
+        SELECT t.post_id, 'trending', 5, NULL
+        FROM (SELECT p.post_id FROM feed.posts p ORDER BY p.trending_score DESC LIMIT p_limit) t
+        WHERE v_personal OR (p_mode = 'trending' AND NOT p_scan)
+        UNION ALL
+        -- rising: the last hour's posts (seed 000's 10% for new creators)
+        SELECT r.post_id, 'rising', 6, NULL
+        FROM (SELECT p.post_id FROM feed.posts p WHERE p.created_at > v_rising_start
+              ORDER BY p.created_at DESC LIMIT greatest(p_limit / 3, 4)) r
+        WHERE v_personal
+        UNION ALL
+        -- fresh: the newest posts anywhere (also the whole 'chronological' mode)
+        SELECT f.post_id, CASE WHEN p_mode = 'chronological' THEN 'chronological' ELSE 'fresh' END, 7, NULL
+        FROM (SELECT p.post_id FROM feed.posts p ORDER BY p.created_at DESC LIMIT p_limit) f
+        WHERE v_personal OR (p_mode = 'chronological' AND NOT p_scan)
+        UNION ALL
+        -- explore / random: a contiguous run of ids from a seeded random point, wrapping around
+        SELECT e.post_id, CASE WHEN p_mode = 'random' THEN 'random' ELSE 'explore' END, 8, NULL
+        FROM ((SELECT p.post_id FROM feed.posts p WHERE p.post_id >= v_pivot ORDER BY p.post_id
+               LIMIT CASE WHEN p_mode = 'random' THEN p_limit ELSE greatest(p_limit / 2, 6) END)
+              UNION ALL
+              (SELECT p.post_id FROM feed.posts p WHERE p.post_id < v_pivot ORDER BY p.post_id
+               LIMIT CASE WHEN p_mode = 'random' THEN p_limit ELSE greatest(p_limit / 2, 6) END)) e
+        WHERE v_pivot IS NOT NULL
+        UNION ALL
+        -- bottom of the ladder: every post (older and out-of-network included)
+        SELECT p.post_id,
+               CASE p_mode WHEN 'personalized' THEN 'fresh' ELSE p_mode END, 9, NULL
+        FROM feed.posts p
+        WHERE p_scan AND NOT p_repeats
+        UNION ALL
+        -- controlled repeats: posts seen within the cooldown
+        SELECT s.post_id, 'repeat', 10, NULL
+        FROM feed.seen_posts s
+        WHERE p_repeats AND s.user_id = p_user_id AND s.last_seen_at > v_cooldown_start
+    ), candidates AS (
+        SELECT DISTINCT ON (c.post_id) c.post_id, c.source, c.collab
+        FROM sourced c
+        ORDER BY c.post_id, c.priority, c.collab DESC NULLS LAST
+    )
+    SELECT c.post_id, p.author_id, c.source, c.collab, s.last_seen_at,
+           CASE WHEN p_repeats THEN extract(epoch FROM s.last_seen_at)
+                WHEN p_mode = 'chronological' THEN -extract(epoch FROM p.created_at)
+                WHEN p_mode = 'random' THEN feed._uniform(p_seed, c.post_id)
+                ELSE -p.trending_score END
+    FROM candidates c
+    JOIN feed.posts p ON p.post_id = c.post_id
+    LEFT JOIN feed.seen_posts s
+           ON s.user_id = p_user_id AND s.post_id = c.post_id AND s.last_seen_at > v_cooldown_start
+    WHERE feed._post_visible_to(p.visibility, p.is_deleted, p.media_ready, p.duration_ms, p.author_id,
+                                p_user_id, v_max_duration)
+      AND (p_user_id IS NULL OR v_include_own OR p.author_id <> p_user_id)
+      AND p.author_id <> ALL (v_blocked)
+      AND p.author_id <> ALL (v_muted_authors)
+      AND (p.collective_id IS NULL OR p.collective_id <> ALL (v_muted_collectives))
+      AND p.category <> ALL (v_muted_categories)
+      AND (v_only_categories IS NULL OR p.category = ANY (v_only_categories))
+      AND (v_only_post_types IS NULL OR p.post_type = ANY (v_only_post_types))
+      AND NOT EXISTS (SELECT 1 FROM feed.feed_session_items si
+                      WHERE si.session_id = p_session_id AND si.post_id = c.post_id)
+      AND NOT EXISTS (SELECT 1 FROM feed.hidden_posts h WHERE h.user_id = p_user_id AND h.post_id = c.post_id)
+      AND (s.post_id IS NOT NULL) = p_repeats
+    ORDER BY 6, 1
+    LIMIT CASE WHEN p_scan THEN p_limit END;
+END
+$func$;
+
+-------------------------------------------------------------------------------
+-- _score_posts: every component for each candidate and the profile's
+-- weighted sum (reasons are built later, for the rows that make the page)
+CREATE OR REPLACE FUNCTION feed._score_posts(
+    p_user_id bigint, p_viewer jsonb, p_profile text, p_context jsonb,
+    p_post_ids bigint[], p_sources text[], p_collab double precision[], p_now timestamptz)
+RETURNS TABLE (post_id bigint, author_id bigint, source text, score double precision, components double precision[])
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, @extschema:vector@, pg_temp
+AS $func$
+DECLARE
+    w jsonb;
+    pr jsonb;
+    v_taste vector;
+    v_recent_window double precision := extract(epoch FROM feed._setting_interval('author_recency_window'));
+    v_connection text := lower(coalesce(p_context ->> 'connection', ''));
+    v_device text := lower(coalesce(p_context ->> 'device', ''));
+    v_hour integer := (p_context ->> 'local_hour')::integer;
+    v_preferred text[] := feed._texts(p_viewer -> 'preferred_post_types');
+    v_collectives bigint[] := feed._bigints(p_viewer -> 'collectives');
+BEGIN
+    SELECT r.weights, r.params INTO w, pr FROM feed.ranking_profiles r WHERE r.name = p_profile;
+    IF coalesce((w ->> 'taste_similarity')::double precision, 0) <> 0 THEN
+        SELECT t.taste INTO v_taste FROM feed.user_taste t WHERE t.user_id = p_user_id;
+    END IF;
+
+    RETURN QUERY
+    WITH c AS (
+        SELECT u.post_id, u.source, u.collab, u.ord FROM unnest(p_post_ids, p_sources, p_collab)
+            WITH ORDINALITY AS u(post_id, source, collab, ord)
+    ), raw AS (
+        SELECT c.post_id, p.author_id, c.source, c.ord,
+               p.trending_score AS trending,
+               coalesce((pr ->> 'recency_points')::double precision, 1)
+                 * exp(-greatest(extract(epoch FROM p_now - p.created_at), 0) / 3600.0
+                       / coalesce((pr ->> 'recency_tau_hours')::double precision, 24)) AS recency,
+               CASE WHEN EXISTS (SELECT 1 FROM feed.follows f WHERE f.follower_id = p_user_id
+                                                             AND f.followee_id = p.author_id)
+                    THEN coalesce((pr ->> 'follow_points')::double precision, 1) ELSE 0 END AS social_tie,
+               CASE WHEN p.collective_id = ANY (v_collectives)
+                    THEN coalesce((pr ->> 'collective_points')::double precision, 1) ELSE 0 END AS collective,
+               least(coalesce((pr ->> 'author_points')::double precision, 0.125)
+                       * coalesce(a.like_count + a.praise_count + a.trophy_count, 0),
+                     coalesce((pr ->> 'author_cap')::double precision, 1)) AS author_affinity,
+               CASE WHEN a.last_positive_at IS NULL OR v_recent_window <= 0 THEN 0
+                    ELSE greatest(0, 1 - extract(epoch FROM p_now - a.last_positive_at) / v_recent_window) END
+                 AS author_recency,
+               least(p.like_count + 2 * p.praise_count + 5 * p.trophy_count + 0.5 * p.comment_count,
+                     coalesce((pr ->> 'engagement_cap')::double precision, 50))
+                 * coalesce((pr ->> 'engagement_scale')::double precision, 0.02) AS engagement,
+               CASE WHEN p_viewer -> 'top_post_types' ? p.post_type
+                    THEN least(coalesce((pr ->> 'post_type_points')::double precision, 0.1)
+                                 * (p_viewer -> 'top_post_types' ->> p.post_type)::double precision,
+                               coalesce((pr ->> 'post_type_cap')::double precision, 'Infinity'))
+                    ELSE 0 END AS post_type,
+               (p.post_type = ANY (v_preferred))::int::double precision AS preferred_type,
+               coalesce((p_viewer -> 'category_affinity' ->> p.category)::double precision, 0) AS category_affinity,
+               coalesce(q.quality, 0.5) AS creator_quality,
+               -- context: the mean of the factors the request gives (0.5 when none)
+               coalesce((
+                   SELECT avg(x) FROM unnest(ARRAY[
+                       CASE WHEN v_connection IN ('slow', '2g', '3g', 'slow-2g', 'cellular', 'metered')
+                            THEN 1 - least(coalesce(p.duration_ms, 0) / 60000.0, 1) END,
+                       CASE WHEN v_device IN ('tv', 'desktop')
+                            THEN CASE WHEN p.duration_ms IS NULL THEN 0.5
+                                      ELSE least(p.duration_ms / 60000.0, 1) END END,
+                       CASE WHEN v_hour IS NOT NULL AND (v_hour >= 22 OR v_hour < 6)
+                            THEN 1 - least(coalesce(p.duration_ms, 0) / 120000.0, 1) END]) AS f(x)
+               ), 0.5) AS context,
+               1 - least(1, coalesce(a.like_count + a.praise_count + a.trophy_count + a.comment_count
+                                     + a.share_count + a.save_count, 0) / 10.0) AS novelty,
+               CASE WHEN v_taste IS NOT NULL AND p.embedding IS NOT NULL
+                    THEN coalesce(nullif(1 - (p.embedding <=> v_taste), 'NaN'), 0) ELSE 0 END AS taste_similarity,
+               coalesce(c.collab, (SELECT r.score FROM feed.recommendations r
+                                   WHERE r.user_id = p_user_id AND r.post_id = c.post_id AND r.expires_at > p_now),
+                        0) AS collaborative
+        FROM c
+        JOIN feed.posts p ON p.post_id = c.post_id
+        LEFT JOIN feed.user_author_affinity a ON a.user_id = p_user_id AND a.author_id = p.author_id
+        LEFT JOIN feed.creator_quality q ON q.author_id = p.author_id
+    )
+    SELECT raw.post_id, raw.author_id, raw.source,
+           coalesce((w ->> 'trending')::double precision, 0) * raw.trending
+         + coalesce((w ->> 'recency')::double precision, 0) * raw.recency
+         + coalesce((w ->> 'social_tie')::double precision, 0) * raw.social_tie
+         + coalesce((w ->> 'collective')::double precision, 0) * raw.collective
+         + coalesce((w ->> 'author_affinity')::double precision, 0) * raw.author_affinity
+         + coalesce((w ->> 'author_recency')::double precision, 0) * raw.author_recency
+         + coalesce((w ->> 'engagement')::double precision, 0) * raw.engagement
+         + coalesce((w ->> 'post_type')::double precision, 0) * raw.post_type
+         + coalesce((w ->> 'preferred_type')::double precision, 0) * raw.preferred_type
+         + coalesce((w ->> 'category_affinity')::double precision, 0) * raw.category_affinity
+         + coalesce((w ->> 'creator_quality')::double precision, 0) * raw.creator_quality
+         + coalesce((w ->> 'context')::double precision, 0) * raw.context
+         + coalesce((w ->> 'novelty')::double precision, 0) * raw.novelty
+         + coalesce((w ->> 'taste_similarity')::double precision, 0) * raw.taste_similarity
+         + coalesce((w ->> 'collaborative')::double precision, 0) * raw.collaborative,
+           ARRAY[raw.trending, raw.recency, raw.social_tie, raw.collective, raw.author_affinity, raw.author_recency,
+                 raw.engagement, raw.post_type, raw.preferred_type, raw.category_affinity, raw.creator_quality,
+                 raw.context, raw.novelty, raw.taste_similarity, raw.collaborative]
+    FROM raw
+    ORDER BY raw.ord;
+END
+$func$;
+
+-------------------------------------------------------------------------------
+-- _reasons: why a post is on the page: profile, source, each weighted
+-- component's value and contribution, and the multipliers applied after
+CREATE OR REPLACE FUNCTION feed._reasons(
+    p_profile text, p_mode text, p_source text, p_components double precision[],
+    p_base_score double precision, p_multipliers jsonb)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    SELECT jsonb_build_object(
+        'profile', p_profile,
+        'mode', p_mode,
+        'source', p_source,
+        'base_score', p_base_score,
+        'components', coalesce((
+            SELECT jsonb_object_agg(n.name, round(p_components[n.i]::numeric, 6))
+            FROM unnest(feed._components()) WITH ORDINALITY AS n(name, i)
+            WHERE coalesce((r.weights ->> n.name)::double precision, 0) <> 0), '{}'),
+        'contributions', coalesce((
+            SELECT jsonb_object_agg(n.name, round(((r.weights ->> n.name)::double precision * p_components[n.i])::numeric, 6))
+            FROM unnest(feed._components()) WITH ORDINALITY AS n(name, i)
+            WHERE coalesce((r.weights ->> n.name)::double precision, 0) <> 0), '{}'),
+        'multipliers', p_multipliers)
+    FROM feed.ranking_profiles r WHERE r.name = p_profile
+$func$;
+
+-------------------------------------------------------------------------------
+-- _quota_counts: slots per source for a page (largest remainder), plus the
+-- exploration slots: floor(size * epsilon), one more with the fraction's odds
+CREATE OR REPLACE FUNCTION feed._quota_counts(
+    p_quotas jsonb, p_page_size integer, p_epsilon double precision, p_seed bigint, p_page_no integer)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    WITH q AS (
+        SELECT key AS source, value::double precision * p_page_size AS exact
+        FROM jsonb_each_text(coalesce(p_quotas, '{}'))
+    ), shares AS (
+        SELECT source, floor(exact)::int AS base, exact - floor(exact) AS remainder FROM q
+    ), bonus AS (
+        SELECT source, base + (row_number() OVER (ORDER BY remainder DESC, source)
+                               <= greatest(least(round((SELECT sum(exact) FROM q))::int, p_page_size)
+                                           - (SELECT coalesce(sum(base), 0) FROM shares), 0))::int AS slots
+        FROM shares
+    )
+    SELECT coalesce((SELECT jsonb_object_agg(source, slots) FROM bonus), '{}')
+        || jsonb_build_object('explore',
+               floor(p_page_size * p_epsilon)::int
+               + (feed._uniform(p_seed, -p_page_no) < p_page_size * p_epsilon - floor(p_page_size * p_epsilon))::int)
+$func$;
+
+-------------------------------------------------------------------------------
+-- get_personalized_feed: one page of a viewer's feed (contract §3.1, §4)
+CREATE OR REPLACE FUNCTION feed.get_personalized_feed(
+    p_user_id bigint, p_page_size integer DEFAULT 12, p_page_after text DEFAULT NULL,
+    p_context jsonb DEFAULT '{}')
+RETURNS TABLE (rank integer, post_id bigint, author_id bigint, score double precision, source text,
+               is_repeat boolean, reasons jsonb, next_cursor text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+DECLARE
+    v_now timestamptz := now();
+    v_context jsonb;
+    v_session feed.feed_sessions;
+    v_page_no integer;
+    v_cursor record;
+    v_viewer jsonb;
+    v_profile feed.ranking_profiles;
+    v_level integer := 0;
+    v_limit integer;
+    v_want integer;
+    v_ids bigint[];
+    v_sources text[];
+    v_collab double precision[];
+    v_unseen integer;
+    v_cap integer := greatest(feed._setting_integer('max_posts_per_author'), 1);
+    v_epsilon double precision;
+    v_quotas jsonb;
+    v_selected integer;
+BEGIN
+    IF p_page_size IS NULL OR p_page_size < 1 OR p_page_size > 100 THEN
+        PERFORM feed._bad_argument('p_page_size', format('must be between 1 and 100, got %s',
+                                   coalesce(p_page_size::text, 'null')));
+    END IF;
+    v_context := feed._check_context(p_user_id, p_context);
+
+    -- the session: a new one, or the one the cursor continues
+    IF p_page_after IS NULL THEN
+        INSERT INTO feed.feed_sessions (session_id, user_id, mode, profile, context, seed, expires_at)
+        SELECT s.id, p_user_id, v_context ->> 'mode', v_context ->> 'profile', v_context,
+               hashtextextended(s.id::text, 0), v_now + feed._setting_interval('session_lifetime')
+        FROM (SELECT gen_random_uuid() AS id) s
+        RETURNING * INTO v_session;
+        v_page_no := 1;
+    ELSE
+        v_cursor := feed._cursor_decode(p_page_after);
+        SELECT * INTO v_session FROM feed.feed_sessions s WHERE s.session_id = v_cursor.session_id FOR UPDATE;
+        IF NOT FOUND OR v_session.expires_at < v_now THEN
+            PERFORM feed._bad_argument('p_page_after', 'the session has expired; start a new one with NULL');
+        END IF;
+        IF v_session.user_id IS DISTINCT FROM p_user_id THEN
+            PERFORM feed._bad_argument('p_page_after', 'the cursor belongs to another viewer');
+        END IF;
+        v_page_no := v_cursor.page_no;
+        IF v_page_no > v_session.pages_served + 1 OR v_page_no < 2 THEN
+            PERFORM feed._bad_argument('p_page_after', 'invalid cursor (page out of sequence)');
+        END IF;
+        v_context := v_session.context;
+        UPDATE feed.feed_sessions s SET expires_at = v_now + feed._setting_interval('session_lifetime')
+        WHERE s.session_id = v_session.session_id;
+        IF v_page_no <= v_session.pages_served THEN
+            -- a retried cursor: the page as it was served
+            RETURN QUERY
+            SELECT i.rank, i.post_id, i.author_id, i.score, i.source, i.is_repeat, i.reasons,
+                   feed._cursor_encode(i.session_id, v_page_no + 1)
+            FROM feed.feed_session_items i
+            WHERE i.session_id = v_session.session_id AND i.page_no = v_page_no
+            ORDER BY i.rank;
+            RETURN;
+        END IF;
+    END IF;
+
+    SELECT * INTO v_profile FROM feed.ranking_profiles r WHERE r.name = v_session.profile;
+    v_viewer := feed._viewer_context(p_user_id, v_now);
+    v_want := greatest(feed._setting_integer('inventory_waterline'), p_page_size);
+
+    -- the ladder: bounded sources, then wider, then every eligible post
+    v_limit := greatest(3 * p_page_size, 36);
+    LOOP
+        SELECT array_agg(c.post_id ORDER BY c.sort_key, c.post_id), array_agg(c.source ORDER BY c.sort_key, c.post_id),
+               array_agg(c.collab ORDER BY c.sort_key, c.post_id)
+        INTO v_ids, v_sources, v_collab
+        FROM feed._feed_candidates(p_user_id, v_session.session_id, v_session.seed, v_page_no, v_session.mode,
+                                   v_viewer, v_context, v_limit, v_level = 2, false, v_now) c;
+        v_unseen := coalesce(cardinality(v_ids), 0);
+        EXIT WHEN v_unseen >= v_want OR v_level = 2;
+        v_level := v_level + 1;
+        v_limit := CASE WHEN v_level = 1 THEN v_limit * 8 ELSE v_want + p_page_size END;
+    END LOOP;
+
+    IF v_session.mode = 'personalized' THEN
+        v_epsilon := coalesce((v_profile.params ->> 'epsilon')::double precision, feed._setting_number('epsilon'));
+        v_quotas := feed._quota_counts(v_profile.source_quotas, p_page_size, v_epsilon, v_session.seed, v_page_no);
+        INSERT INTO feed.feed_session_items (session_id, page_no, rank, post_id, author_id, score, source,
+                                             is_repeat, reasons)
+        WITH scored AS (
+            SELECT s.*, row_number() OVER (PARTITION BY s.author_id ORDER BY s.score DESC, s.post_id) - 1 AS k
+            FROM feed._score_posts(p_user_id, v_viewer, v_profile.name, v_context, v_ids, v_sources, v_collab,
+                                   v_now) s
+        ), discounted AS (
+            -- the k-th post of an author on a page is worth 0.75 * 0.5^k + 0.25 of its score
+            SELECT d.*, 0.75 * power(0.5::double precision, d.k) + 0.25 AS diversity,
+                   row_number() OVER (PARTITION BY d.source ORDER BY d.k >= v_cap, d.score DESC, d.post_id)
+                       AS source_rank,
+                   -- exploration: a seeded draw, candidates of the explore source first
+                   row_number() OVER (ORDER BY d.k >= v_cap, d.source <> 'explore',
+                                      feed._uniform(v_session.seed, d.post_id), d.post_id) AS explore_rank
+            FROM scored d
+        ), prioritized AS (
+            SELECT d.*,
+                   CASE WHEN d.explore_rank <= coalesce((v_quotas ->> 'explore')::int, 0) THEN 0
+                        WHEN d.k < v_cap AND d.source <> 'explore'
+                             AND d.source_rank <= coalesce((v_quotas ->> d.source)::int, 0) THEN 1
+                        WHEN d.k < v_cap AND d.source <> 'explore' THEN 2
+                        WHEN d.k < v_cap THEN 3
+                        ELSE 4 END AS priority
+            FROM discounted d
+        ), picked AS (
+            SELECT d.*, CASE WHEN d.priority = 0 THEN 'explore' ELSE d.source END AS shown_source
+            FROM prioritized d
+            ORDER BY d.priority, d.score * d.diversity DESC, d.post_id
+            LIMIT p_page_size
+        )
+        SELECT v_session.session_id, v_page_no,
+               row_number() OVER (ORDER BY p.score * p.diversity DESC, p.post_id),
+               p.post_id, p.author_id, p.score * p.diversity, p.shown_source, false,
+               feed._reasons(v_profile.name, v_session.mode, p.shown_source, p.components, p.score,
+                             jsonb_build_object('author_diversity', p.diversity))
+        FROM picked p;
+    ELSE
+        INSERT INTO feed.feed_session_items (session_id, page_no, rank, post_id, author_id, score, source,
+                                             is_repeat, reasons)
+        SELECT v_session.session_id, v_page_no, u.ord, u.post_id, p.author_id,
+               CASE v_session.mode WHEN 'trending' THEN p.trending_score
+                                   WHEN 'random' THEN feed._uniform(v_session.seed, u.post_id)
+                                   ELSE extract(epoch FROM p.created_at) END,
+               u.source, false,
+               jsonb_build_object('mode', v_session.mode, 'source', u.source,
+                                  'trending_score', p.trending_score, 'created_at', p.created_at)
+        FROM unnest(v_ids[1:p_page_size], v_sources[1:p_page_size]) WITH ORDINALITY AS u(post_id, source, ord)
+        JOIN feed.posts p ON p.post_id = u.post_id;
+    END IF;
+    GET DIAGNOSTICS v_selected = ROW_COUNT;
+
+    -- controlled repeats fill what unseen inventory cannot: least recently seen
+    -- first, after every unseen post (so never in the protected top ranks
+    -- while enough unseen posts exist), preferring authors not yet at the cap
+    IF v_selected < p_page_size AND p_user_id IS NOT NULL THEN
+        INSERT INTO feed.feed_session_items (session_id, page_no, rank, post_id, author_id, score, source,
+                                             is_repeat, reasons)
+        WITH repeats AS (
+            SELECT c.*, row_number() OVER (PARTITION BY c.author_id ORDER BY c.sort_key, c.post_id)
+                        + coalesce((SELECT count(*) FROM feed.feed_session_items i
+                                    WHERE i.session_id = v_session.session_id AND i.page_no = v_page_no
+                                      AND i.author_id = c.author_id), 0) AS author_slot
+            FROM feed._feed_candidates(p_user_id, v_session.session_id, v_session.seed, v_page_no, v_session.mode,
+                                       v_viewer, v_context, p_page_size - v_selected + 100, true, true, v_now) c
+        ), chosen AS (
+            SELECT r.* FROM repeats r
+            ORDER BY r.author_slot > v_cap, r.sort_key, r.post_id
+            LIMIT p_page_size - v_selected
+        )
+        SELECT v_session.session_id, v_page_no,
+               v_selected + row_number() OVER (ORDER BY c.author_slot > v_cap, c.sort_key, c.post_id),
+               c.post_id, c.author_id, 0, 'repeat', true,
+               jsonb_build_object('mode', v_session.mode, 'profile', v_session.profile, 'source', 'repeat',
+                                  'last_seen_at', c.last_seen_at)
+        FROM chosen c;
+    END IF;
+
+    UPDATE feed.feed_sessions s SET pages_served = v_page_no WHERE s.session_id = v_session.session_id;
+
+    RETURN QUERY
+    SELECT i.rank, i.post_id, i.author_id, i.score, i.source, i.is_repeat, i.reasons,
+           feed._cursor_encode(i.session_id, v_page_no + 1)
+    FROM feed.feed_session_items i
+    WHERE i.session_id = v_session.session_id AND i.page_no = v_page_no
+    ORDER BY i.rank;
+END
+$func$;
+
+-------------------------------------------------------------------------------
+-- explain_score: why a post would (or would not) be in a viewer's feed:
+-- every exclusion rule that applies, and the profile's score with each
+-- component's value and contribution (contract §3.1)
+CREATE OR REPLACE FUNCTION feed.explain_score(p_user_id bigint, p_post_id bigint, p_context jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+DECLARE
+    v_now timestamptz := now();
+    v_context jsonb := feed._check_context(p_user_id, p_context);
+    v_viewer jsonb;
+    v_post feed.posts;
+    v_seen feed.seen_posts;
+    v_hidden text;
+    v_excluded text[] := '{}';
+    v_scored record;
+BEGIN
+    IF p_post_id IS NULL THEN
+        PERFORM feed._bad_argument('p_post_id', 'must not be null');
+    END IF;
+    SELECT * INTO v_post FROM feed.posts p WHERE p.post_id = p_post_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'p_post_id: post % does not exist', p_post_id USING ERRCODE = '23503';
+    END IF;
+    v_viewer := feed._viewer_context(p_user_id, v_now);
+    SELECT * INTO v_seen FROM feed.seen_posts s WHERE s.user_id = p_user_id AND s.post_id = p_post_id;
+    SELECT h.reason INTO v_hidden FROM feed.hidden_posts h WHERE h.user_id = p_user_id AND h.post_id = p_post_id;
+
+    v_excluded := array_remove(ARRAY[
+        CASE WHEN v_post.is_deleted THEN 'deleted' END,
+        CASE WHEN v_post.visibility = 'removed' THEN 'removed' END,
+        CASE WHEN v_post.visibility = 'shadow_ban' AND v_post.author_id IS DISTINCT FROM p_user_id THEN 'shadow_banned' END,
+        CASE WHEN NOT v_post.media_ready THEN 'media_not_ready' END,
+        CASE WHEN v_post.duration_ms > feed._setting_integer('max_duration_ms') THEN 'longer_than_max_duration' END,
+        CASE WHEN v_post.author_id = p_user_id AND NOT coalesce((v_context ->> 'include_own_posts')::boolean, false)
+             THEN 'own_post' END,
+        CASE WHEN v_post.author_id = ANY (feed._bigints(v_viewer -> 'blocked')) THEN 'blocked' END,
+        CASE WHEN v_post.author_id = ANY (feed._bigints(v_viewer -> 'muted_authors')) THEN 'muted_author' END,
+        CASE WHEN v_post.collective_id = ANY (feed._bigints(v_viewer -> 'muted_collectives')) THEN 'muted_collective' END,
+        CASE WHEN v_post.category = ANY (feed._texts(v_viewer -> 'muted_categories')) THEN 'muted_category' END,
+        CASE WHEN v_hidden IS NOT NULL THEN 'hidden_by_' || v_hidden END,
+        CASE WHEN jsonb_typeof(v_context -> 'categories') = 'array'
+                  AND NOT v_post.category = ANY (feed._texts(v_context -> 'categories')) THEN 'category_not_requested' END,
+        CASE WHEN jsonb_typeof(v_context -> 'post_types') = 'array'
+                  AND NOT v_post.post_type = ANY (feed._texts(v_context -> 'post_types')) THEN 'post_type_not_requested' END
+    ], NULL);
+
+    SELECT * INTO v_scored
+    FROM feed._score_posts(p_user_id, v_viewer, v_context ->> 'profile', v_context, ARRAY[p_post_id],
+                           ARRAY['explain'], ARRAY[NULL::double precision], v_now);
+
+    RETURN jsonb_build_object(
+        'user_id', p_user_id,
+        'post_id', p_post_id,
+        'eligible', cardinality(v_excluded) = 0,
+        'excluded_because', to_jsonb(v_excluded),
+        'in_cooldown', v_seen.last_seen_at > v_now - feed._setting_interval('cooldown'),
+        'last_seen_at', v_seen.last_seen_at,
+        'score', v_scored.score,
+        'weights', (SELECT r.weights FROM feed.ranking_profiles r WHERE r.name = v_context ->> 'profile'))
+        || feed._reasons(v_context ->> 'profile', v_context ->> 'mode', 'explain', v_scored.components,
+                         v_scored.score, '{}');
+END
+$func$;
