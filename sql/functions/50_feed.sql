@@ -192,13 +192,14 @@ $func$;
 -- _feed_candidates: unseen, eligible, not-yet-served candidates for one page.
 --
 -- Two shapes share one filter:
---   p_scan = false: the union of bounded candidate sources, each reading at
---       most ~p_limit rows through an index (following, collective, trending,
---       rising, fresh, explore, collaborative, similar; one per non-personal
---       mode); a post found by several sources keeps the first in that order;
---   p_scan = true: the bottom of the ladder, every eligible post in the
---       mode's order (or, with p_repeats, the viewer's posts seen within the
---       cooldown, least recently seen first), cut at p_limit.
+--   the union of bounded candidate sources, each reading at most ~p_limit
+--       rows through an index (following, collective, collaborative, similar,
+--       rising, trending, fresh, explore; one per non-personal mode); a post
+--       found by several sources keeps the first in that order;
+--   p_scan: the bottom of the ladder adds every eligible post in the mode's
+--       order, after the bounded finds, cut at p_limit;
+--   p_repeats: instead, the viewer's posts seen within the cooldown, least
+--       recently seen first, cut at p_limit.
 CREATE OR REPLACE FUNCTION feed._feed_candidates(
     p_user_id bigint, p_session_id uuid, p_seed bigint, p_page_no integer, p_mode text,
     p_viewer jsonb, p_context jsonb, p_limit integer, p_scan boolean, p_repeats boolean, p_now timestamptz)
@@ -208,7 +209,7 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, @extschema:vector@, pg_temp
 AS $func$
 DECLARE
-    v_personal boolean := p_mode = 'personalized' AND NOT p_scan;
+    v_personal boolean := p_mode = 'personalized' AND NOT p_repeats;
     v_cooldown_start timestamptz := p_now - feed._setting_interval('cooldown');
     v_max_duration integer := feed._setting_integer('max_duration_ms');
     v_rising_start timestamptz := p_now - feed._setting_interval('rising_window');
@@ -227,7 +228,7 @@ DECLARE
     v_live boolean := false;
     v_similar boolean := false;
 BEGIN
-    IF v_personal OR (p_mode = 'random' AND NOT p_scan) THEN
+    IF v_personal OR (p_mode = 'random' AND NOT p_repeats) THEN
         -- a deterministic random point in the id space, per session and page
         SELECT lo.id + floor(feed._uniform(p_seed, p_page_no) * (hi.id - lo.id + 1))::bigint INTO v_pivot
         FROM (SELECT min(p.post_id) AS id FROM feed.posts p) lo, (SELECT max(p.post_id) AS id FROM feed.posts p) hi;
@@ -271,12 +272,12 @@ BEGIN
         WHERE v_similar
         UNION ALL
         -- trending: the top of the trending order (also the whole 'trending' mode)
-        SELECT t.post_id, 'trending', 5, NULL
+        SELECT t.post_id, 'trending', 6, NULL
         FROM (SELECT p.post_id FROM feed.posts p ORDER BY p.trending_score DESC LIMIT p_limit) t
-        WHERE v_personal OR (p_mode = 'trending' AND NOT p_scan)
+        WHERE v_personal OR (p_mode = 'trending' AND NOT p_repeats)
         UNION ALL
         -- rising: the last hour's posts (seed 000's 10% for new creators)
-        SELECT r.post_id, 'rising', 6, NULL
+        SELECT r.post_id, 'rising', 5, NULL
         FROM (SELECT p.post_id FROM feed.posts p WHERE p.created_at > v_rising_start
               ORDER BY p.created_at DESC LIMIT greatest(p_limit / 3, 4)) r
         WHERE v_personal
@@ -284,7 +285,7 @@ BEGIN
         -- fresh: the newest posts anywhere (also the whole 'chronological' mode)
         SELECT f.post_id, CASE WHEN p_mode = 'chronological' THEN 'chronological' ELSE 'fresh' END, 7, NULL
         FROM (SELECT p.post_id FROM feed.posts p ORDER BY p.created_at DESC LIMIT p_limit) f
-        WHERE v_personal OR (p_mode = 'chronological' AND NOT p_scan)
+        WHERE v_personal OR (p_mode = 'chronological' AND NOT p_repeats)
         UNION ALL
         -- explore / random: a contiguous run of ids from a seeded random point, wrapping around
         SELECT e.post_id, CASE WHEN p_mode = 'random' THEN 'random' ELSE 'explore' END, 8, NULL
@@ -306,7 +307,7 @@ BEGIN
         FROM feed.seen_posts s
         WHERE p_repeats AND s.user_id = p_user_id AND s.last_seen_at > v_cooldown_start
     ), candidates AS (
-        SELECT DISTINCT ON (c.post_id) c.post_id, c.source, c.collab
+        SELECT DISTINCT ON (c.post_id) c.post_id, c.source, c.priority, c.collab
         FROM sourced c
         ORDER BY c.post_id, c.priority, c.collab DESC NULLS LAST
     )
@@ -332,7 +333,8 @@ BEGIN
                       WHERE si.session_id = p_session_id AND si.post_id = c.post_id)
       AND NOT EXISTS (SELECT 1 FROM feed.hidden_posts h WHERE h.user_id = p_user_id AND h.post_id = c.post_id)
       AND (s.post_id IS NOT NULL) = p_repeats
-    ORDER BY 6, 1
+    -- at the bottom of the ladder the bounded sources' finds come first, then the scan's
+    ORDER BY c.priority >= 9, 6, 1
     LIMIT CASE WHEN p_scan THEN p_limit END;
 END
 $func$;

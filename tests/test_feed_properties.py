@@ -1,0 +1,251 @@
+"""Contract §4, checked as properties over random small worlds (hypothesis).
+
+Each example builds a world of a few users and at most 30 posts in every
+state the contract names (visibility, deleted, media not ready, too long,
+blocks both ways, mutes, hidden posts, impressions old and new, interactions),
+then walks several pages for several viewers, modes and page sizes and checks
+every point of §4 that applies against a model computed here in Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+CATEGORIES = ["art", "music", "jazz"]
+POST_TYPES = ["image", "video", "novel"]
+USERS = list(range(1, 7))
+MAX_DURATION = 180_000
+COOLDOWN_DAYS = 30
+CAP = 2          # max_posts_per_author
+PROTECTED = 6    # protected_top_ranks
+TABLES = ("feed.posts, feed.follows, feed.blocks, feed.user_preferences, feed.collective_members, "
+          "feed.interactions, feed.impressions, feed.seen_posts, feed.hidden_posts, feed.user_author_affinity, "
+          "feed.user_post_type_affinity, feed.user_category_affinity, feed.user_signals, feed.feed_sessions, "
+          "feed.creator_quality")
+
+
+@dataclass
+class Post:
+    post_id: int
+    author_id: int
+    category: str
+    post_type: str
+    visibility: str
+    is_deleted: bool
+    media_ready: bool
+    duration_ms: int | None
+    collective_id: int | None
+    age_minutes: int
+
+
+@dataclass
+class World:
+    posts: list[Post]
+    follows: set[tuple[int, int]]
+    blocks: set[tuple[int, int]]
+    muted_authors: dict[int, list[int]]
+    muted_categories: dict[int, list[str]]
+    muted_collectives: dict[int, list[int]]
+    members: set[tuple[int, int]]
+    impressions: list[tuple[int, int, int]]     # user, post, age in days
+    interactions: list[tuple[int, int, str]]    # user, post, action
+    hidden: dict[int, set[int]] = field(default_factory=dict)
+    seen: dict[int, set[int]] = field(default_factory=dict)
+
+
+@st.composite
+def worlds(draw) -> World:
+    n_posts = draw(st.integers(0, 30))
+    posts = []
+    for post_id in range(1, n_posts + 1):
+        posts.append(Post(
+            post_id=post_id,
+            # author 50 is prolific, so the per-author cap binds often
+            author_id=draw(st.sampled_from(USERS + [50] * 6 + [51])),
+            category=draw(st.sampled_from(CATEGORIES)),
+            post_type=draw(st.sampled_from(POST_TYPES)),
+            visibility=draw(st.sampled_from(["public"] * 6 + ["shadow_ban", "removed"])),
+            is_deleted=draw(st.integers(0, 9)) == 0,
+            media_ready=draw(st.integers(0, 9)) != 0,
+            duration_ms=draw(st.one_of(st.none(), st.sampled_from([5_000, 60_000, 170_000, 200_000]))),
+            collective_id=draw(st.one_of(st.none(), st.integers(1, 3))),
+            age_minutes=draw(st.integers(0, 60 * 24 * 40)),
+        ))
+    pairs = st.tuples(st.sampled_from(USERS + [50, 51]), st.sampled_from(USERS + [50, 51])).filter(lambda p: p[0] != p[1])
+    post_ids = st.integers(1, max(n_posts, 1))
+    return World(
+        posts=posts,
+        follows=set(draw(st.lists(pairs, max_size=10))),
+        blocks=set(draw(st.lists(pairs, max_size=3))),
+        muted_authors={u: draw(st.lists(st.sampled_from(USERS + [50, 51]), max_size=1)) for u in USERS},
+        muted_categories={u: draw(st.lists(st.sampled_from(CATEGORIES), max_size=1)) for u in USERS},
+        muted_collectives={u: draw(st.lists(st.integers(1, 3), max_size=1)) for u in USERS},
+        members=set(draw(st.lists(st.tuples(st.integers(1, 3), st.sampled_from(USERS)), max_size=4))),
+        impressions=draw(st.lists(st.tuples(st.sampled_from(USERS), post_ids, st.sampled_from([0, 3, 29, 31, 60])),
+                                  max_size=15)) if n_posts else [],
+        interactions=draw(st.lists(st.tuples(st.sampled_from(USERS), post_ids,
+                                             st.sampled_from(["like", "view", "not_interested", "dislike",
+                                                              "report", "comment"])), max_size=8)) if n_posts else [],
+    )
+
+
+def load(db: psycopg.Connection, world: World) -> None:
+    db.execute(f"TRUNCATE {TABLES} CASCADE")
+    with db.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO feed.posts (post_id, author_id, category, post_type, visibility, is_deleted, media_ready,"
+            " duration_ms, collective_id, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s,"
+            " now() - make_interval(mins => %s))",
+            [(p.post_id, p.author_id, p.category, p.post_type, p.visibility, p.is_deleted, p.media_ready,
+              p.duration_ms, p.collective_id, p.age_minutes) for p in world.posts])
+        cur.executemany("INSERT INTO feed.follows (follower_id, followee_id) VALUES (%s, %s)", sorted(world.follows))
+        cur.executemany("INSERT INTO feed.blocks (user_id, blocked_user_id) VALUES (%s, %s)", sorted(world.blocks))
+        cur.executemany("INSERT INTO feed.collective_members (collective_id, user_id) VALUES (%s, %s)",
+                        sorted(world.members))
+        cur.executemany(
+            "INSERT INTO feed.user_preferences (user_id, muted_authors, muted_categories, muted_collectives)"
+            " VALUES (%s, %s, %s, %s)",
+            [(u, world.muted_authors.get(u, []), world.muted_categories.get(u, []), world.muted_collectives.get(u, [])) for u in USERS])
+        for user, post, days in world.impressions:
+            cur.execute("SELECT feed.record_impression(%s, %s, 'test', NULL, %s, now() - make_interval(days => %s))",
+                        [user, post, f"s{days}", days])
+            if days < COOLDOWN_DAYS:
+                world.seen.setdefault(user, set()).add(post)
+        for user, post, action in world.interactions:
+            cur.execute("SELECT feed.record_interaction(%s, %s, %s)", [user, post, action])
+            world.seen.setdefault(user, set()).add(post)
+            if action in ("not_interested", "dislike", "report"):
+                world.hidden.setdefault(user, set()).add(post)
+
+
+def eligible(world: World, viewer: int | None, post: Post) -> bool:
+    if post.is_deleted or not post.media_ready:
+        return False
+    if post.duration_ms is not None and post.duration_ms > MAX_DURATION:
+        return False
+    if not (post.visibility == "public" or (post.visibility == "shadow_ban" and post.author_id == viewer)):
+        return False
+    if viewer is None:
+        return True
+    if post.author_id == viewer:
+        return False
+    if (viewer, post.author_id) in world.blocks or (post.author_id, viewer) in world.blocks:
+        return False
+    if post.author_id in world.muted_authors.get(viewer, []):
+        return False
+    if post.category in world.muted_categories.get(viewer, []):
+        return False
+    if post.collective_id is not None and post.collective_id in world.muted_collectives.get(viewer, []):
+        return False
+    return post.post_id not in world.hidden.get(viewer, set())
+
+
+def fetch_page(db, viewer, size, cursor, context):
+    return db.execute(
+        "SELECT rank, post_id, author_id, score, source, is_repeat, reasons, next_cursor"
+        " FROM feed.get_personalized_feed(%s, %s, %s, %s)",
+        [viewer, size, cursor, psycopg.types.json.Jsonb(context)]).fetchall()
+
+
+def check_session(db, world: World, viewer, mode, size):
+    posts = {p.post_id: p for p in world.posts}
+    eligible_ids = {p.post_id for p in world.posts if eligible(world, viewer, p)}
+    seen = world.seen.get(viewer, set()) if viewer is not None else set()
+    context = {"mode": mode} if mode else {}
+    served: set[int] = set()
+    cursor = None
+    for page_no in range(1, 7):
+        page = fetch_page(db, viewer, size, cursor, context)
+        remaining = eligible_ids - served
+        unseen = remaining - seen
+        ids = [row[1] for row in page]
+        where = f"viewer={viewer} mode={mode} size={size} page={page_no}"
+
+        # ranks are 1..n, one next_cursor per page
+        assert [row[0] for row in page] == list(range(1, len(page) + 1)), where
+        assert len({row[7] for row in page}) <= 1, where
+        # §4.1 nothing ineligible
+        assert set(ids) <= eligible_ids, (where, set(ids) - eligible_ids)
+        # §4.2 never twice in one session
+        assert len(ids) == len(set(ids)) and not (set(ids) & served), where
+        # §4.5 bottomless: full whenever enough eligible posts are left, else all of them
+        assert len(page) == min(size, len(remaining)), (where, len(page), len(remaining))
+        # §4.3 / §4.4 cooldown and controlled repeats
+        repeats = [row for row in page if row[5]]
+        fresh = [row for row in page if not row[5]]
+        for row in page:
+            assert row[5] == (row[4] == "repeat"), where
+            assert (row[1] in seen) == row[5], (where, row[1], "seen" if row[1] in seen else "unseen")
+        if len(unseen) >= size:
+            assert not repeats, where
+        else:
+            assert len(fresh) == len(unseen), where
+        assert all(row[0] > len(fresh) for row in repeats), where
+        if len(unseen) >= PROTECTED:
+            assert all(row[0] > PROTECTED for row in repeats), where
+        if len(unseen) >= size - 2:
+            assert len(repeats) <= 2, where
+        # §4.6 diversity (personalized): an author above the cap only if no alternative was left
+        if (mode or ("personalized" if viewer is not None else "chronological")) == "personalized":
+            per_author: dict[int, int] = {}
+            for row in fresh:
+                per_author[row[2]] = per_author.get(row[2], 0) + 1
+            if any(count > CAP for count in per_author.values()):
+                alternatives = [p for p in unseen - set(ids) if per_author.get(posts[p].author_id, 0) < CAP]
+                assert not alternatives, (where, per_author, alternatives)
+        # §4.9 modes keep their order among fresh rows
+        if mode == "chronological":
+            ages = [posts[row[1]].age_minutes for row in fresh]
+            assert ages == sorted(ages), where
+        # §4.2 the same cursor gives the same page
+        if cursor is not None:
+            assert fetch_page(db, viewer, size, cursor, context) == page, where
+        served |= set(ids)
+        if not page or len(page) < size:
+            break
+        cursor = page[0][7]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(world=worlds(), size=st.sampled_from([1, 3, 5, 12]),
+       mode=st.sampled_from([None, "personalized", "trending", "chronological", "random"]))
+def test_every_page_keeps_the_contract(db, world, size, mode):
+    load(db, world)
+    for viewer in (1, 2, 99, None):
+        check_session(db, world, viewer, mode, size)
+
+
+def test_bottomless_with_heavy_history_falls_back_to_repeats(db):
+    """A viewer who has seen almost everything still gets full pages, repeats last."""
+    world = World(
+        posts=[Post(i, 50 + i % 5, "art", "image", "public", False, True, None, None, i * 10) for i in range(1, 21)],
+        follows=set(), blocks=set(), muted_authors={}, muted_categories={}, muted_collectives={}, members=set(),
+        impressions=[(1, i, 1) for i in range(1, 18)], interactions=[])
+    load(db, world)
+    page = fetch_page(db, 1, 12, None, {})
+    assert len(page) == 12
+    assert [row[5] for row in page] == [False] * 3 + [True] * 9
+    check_session(db, world, 1, None, 12)
+
+
+def test_one_prolific_author_gets_at_most_two_slots_while_others_exist(db):
+    posts = [Post(i, 50, "art", "image", "public", False, True, None, None, i) for i in range(1, 13)]
+    posts += [Post(100 + i, 60 + i, "art", "image", "public", False, True, None, None, 600 + i) for i in range(8)]
+    world = World(posts=posts, follows={(1, 50)}, blocks=set(), muted_authors={}, muted_categories={},
+                  muted_collectives={}, members=set(), impressions=[], interactions=[])
+    load(db, world)
+    # the prolific author is followed and popular: without the cap it would fill the page
+    db.execute("UPDATE feed.posts SET like_count = 50 WHERE author_id = 50")
+    social = {"profile": "social"}
+    page = fetch_page(db, 1, 8, None, social)
+    assert sum(row[2] == 50 for row in page) == 2
+    page = fetch_page(db, 1, 12, None, social)
+    assert sum(row[2] == 50 for row in page) == 4, "with only 8 other posts, the cap gives way to fill the page"
+    diversity = sorted((row[6]["multipliers"]["author_diversity"] for row in page if row[2] == 50), reverse=True)
+    assert diversity == [1.0, 0.625, 0.4375, 0.34375]
