@@ -29,7 +29,12 @@ QUERIES = {
         SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'feed' ORDER BY 1""",
     "functions": """
         SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid)
-        FROM pg_proc p WHERE p.pronamespace = 'feed'::regnamespace ORDER BY 1""",
+        FROM pg_proc p WHERE p.pronamespace = 'feed'::regnamespace AND p.prokind <> 'a' ORDER BY 1""",
+    "aggregates": """
+        SELECT a.aggfnoid::regprocedure::text, a.aggtransfn::regproc::text, a.aggfinalfn::regproc::text,
+               a.aggcombinefn::regproc::text, format_type(a.aggtranstype, NULL), a.agginitval, a.aggkind
+        FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid
+        WHERE p.pronamespace = 'feed'::regnamespace ORDER BY 1""",
     "triggers": """
         SELECT tgrelid::regclass::text, tgname, pg_get_triggerdef(oid)
         FROM pg_trigger WHERE NOT tgisinternal

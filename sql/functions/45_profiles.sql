@@ -10,6 +10,62 @@
 -- author_recency, engagement, post_type, preferred_type, category_affinity,
 -- creator_quality, context, novelty, taste_similarity, collaborative.
 
+-------------------------------------------------------------------------------
+-- _components: the scoring components, in the order _score_posts returns them
+CREATE OR REPLACE FUNCTION feed._components()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    SELECT ARRAY['trending', 'recency', 'social_tie', 'collective', 'author_affinity', 'author_recency',
+                 'engagement', 'post_type', 'preferred_type', 'category_affinity', 'creator_quality',
+                 'context', 'novelty', 'taste_similarity', 'collaborative']
+$func$;
+
+-------------------------------------------------------------------------------
+-- _profiles_check: operators edit profiles with plain UPDATEs, so the table
+-- guards itself: known components and sources, finite non-negative numbers,
+-- quotas that fit on a page
+CREATE OR REPLACE FUNCTION feed._profiles_check()
+RETURNS trigger
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+DECLARE
+    v_bad text;
+BEGIN
+    SELECT key INTO v_bad FROM jsonb_each(NEW.weights)
+    WHERE NOT key = ANY (feed._components()) OR jsonb_typeof(value) <> 'number' LIMIT 1;
+    IF v_bad IS NOT NULL THEN
+        RAISE EXCEPTION 'profile %: weights.% is not a known component with a numeric weight', NEW.name, v_bad
+            USING ERRCODE = '22023', HINT = 'components: ' || array_to_string(feed._components(), ', ');
+    END IF;
+    SELECT key INTO v_bad FROM jsonb_each(NEW.source_quotas)
+    WHERE key NOT IN ('following', 'collective', 'collaborative', 'similar', 'rising', 'trending', 'fresh')
+       OR jsonb_typeof(value) <> 'number' OR value::text::numeric NOT BETWEEN 0 AND 1 LIMIT 1;
+    IF v_bad IS NOT NULL THEN
+        RAISE EXCEPTION 'profile %: source_quotas.% must be a known source with a share between 0 and 1', NEW.name, v_bad
+            USING ERRCODE = '22023';
+    END IF;
+    IF (SELECT coalesce(sum(value::text::numeric), 0) FROM jsonb_each(NEW.source_quotas)) > 1 THEN
+        RAISE EXCEPTION 'profile %: source_quotas add up to more than the page', NEW.name USING ERRCODE = '22023';
+    END IF;
+    SELECT key INTO v_bad FROM jsonb_each(NEW.params)
+    WHERE jsonb_typeof(value) NOT IN ('number', 'null') OR (jsonb_typeof(value) = 'number' AND value::text::numeric < 0)
+    LIMIT 1;
+    IF v_bad IS NOT NULL THEN
+        RAISE EXCEPTION 'profile %: params.% must be a non-negative number or null', NEW.name, v_bad
+            USING ERRCODE = '22023';
+    END IF;
+    NEW.updated_at := now();
+    RETURN NEW;
+END
+$func$;
+
+CREATE OR REPLACE TRIGGER ranking_profiles_check
+    BEFORE INSERT OR UPDATE ON feed.ranking_profiles
+    FOR EACH ROW EXECUTE FUNCTION feed._profiles_check();
+
 INSERT INTO feed.ranking_profiles (name, description, weights, source_quotas, params) VALUES
 (
     'default',

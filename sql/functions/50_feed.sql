@@ -27,18 +27,6 @@ AS $func$
 $func$;
 
 -------------------------------------------------------------------------------
--- _components: the scoring components, in the order _score_posts returns them
-CREATE OR REPLACE FUNCTION feed._components()
-RETURNS text[]
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $func$
-    SELECT ARRAY['trending', 'recency', 'social_tie', 'collective', 'author_affinity', 'author_recency',
-                 'engagement', 'post_type', 'preferred_type', 'category_affinity', 'creator_quality',
-                 'context', 'novelty', 'taste_similarity', 'collaborative']
-$func$;
-
--------------------------------------------------------------------------------
 -- _cursor_mac: the signature of a cursor payload (per-install secret)
 CREATE OR REPLACE FUNCTION feed._cursor_mac(p_payload bytea)
 RETURNS bytea
