@@ -329,7 +329,9 @@ $func$;
 
 -------------------------------------------------------------------------------
 -- _score_posts: every component for each candidate and the profile's
--- weighted sum (reasons are built later, for the rows that make the page)
+-- weighted sum (reasons are built later, for the rows that make the page).
+-- Weights, parameters and the request's context are unpacked once into
+-- variables: per row there is only arithmetic and a few primary-key probes.
 CREATE OR REPLACE FUNCTION feed._score_posts(
     p_user_id bigint, p_viewer jsonb, p_profile text, p_context jsonb,
     p_post_ids bigint[], p_sources text[], p_collab double precision[], p_now timestamptz)
@@ -340,16 +342,58 @@ AS $func$
 DECLARE
     w jsonb;
     pr jsonb;
+    -- weights
+    w_trending double precision;  w_recency double precision;  w_social double precision;
+    w_collective double precision;  w_author double precision;  w_author_recency double precision;
+    w_engagement double precision;  w_post_type double precision;  w_preferred double precision;
+    w_category double precision;  w_quality double precision;  w_context double precision;
+    w_novelty double precision;  w_taste double precision;  w_collab double precision;
+    -- parameters
+    recency_points double precision;  recency_tau_hours double precision;  follow_points double precision;
+    collective_points double precision;  author_points double precision;  author_cap double precision;
+    engagement_scale double precision;  engagement_cap double precision;  post_type_points double precision;
+    post_type_cap double precision;
+    -- the viewer and the request
     v_taste vector;
     v_recent_window double precision := extract(epoch FROM feed._setting_interval('author_recency_window'));
-    v_connection text := lower(coalesce(p_context ->> 'connection', ''));
-    v_device text := lower(coalesce(p_context ->> 'device', ''));
-    v_hour integer := (p_context ->> 'local_hour')::integer;
+    v_connection_slow boolean := lower(coalesce(p_context ->> 'connection', ''))
+                                 IN ('slow', '2g', '3g', 'slow-2g', 'cellular', 'metered');
+    v_big_screen boolean := lower(coalesce(p_context ->> 'device', '')) IN ('tv', 'desktop');
+    v_night boolean := (p_context ->> 'local_hour')::integer >= 22 OR (p_context ->> 'local_hour')::integer < 6;
+    v_context_factors integer;
     v_preferred text[] := feed._texts(p_viewer -> 'preferred_post_types');
     v_collectives bigint[] := feed._bigints(p_viewer -> 'collectives');
+    v_top_types jsonb := coalesce(p_viewer -> 'top_post_types', '{}');
+    v_categories jsonb := coalesce(p_viewer -> 'category_affinity', '{}');
 BEGIN
     SELECT r.weights, r.params INTO w, pr FROM feed.ranking_profiles r WHERE r.name = p_profile;
-    IF coalesce((w ->> 'taste_similarity')::double precision, 0) <> 0 THEN
+    w_trending := coalesce((w ->> 'trending')::double precision, 0);
+    w_recency := coalesce((w ->> 'recency')::double precision, 0);
+    w_social := coalesce((w ->> 'social_tie')::double precision, 0);
+    w_collective := coalesce((w ->> 'collective')::double precision, 0);
+    w_author := coalesce((w ->> 'author_affinity')::double precision, 0);
+    w_author_recency := coalesce((w ->> 'author_recency')::double precision, 0);
+    w_engagement := coalesce((w ->> 'engagement')::double precision, 0);
+    w_post_type := coalesce((w ->> 'post_type')::double precision, 0);
+    w_preferred := coalesce((w ->> 'preferred_type')::double precision, 0);
+    w_category := coalesce((w ->> 'category_affinity')::double precision, 0);
+    w_quality := coalesce((w ->> 'creator_quality')::double precision, 0);
+    w_context := coalesce((w ->> 'context')::double precision, 0);
+    w_novelty := coalesce((w ->> 'novelty')::double precision, 0);
+    w_taste := coalesce((w ->> 'taste_similarity')::double precision, 0);
+    w_collab := coalesce((w ->> 'collaborative')::double precision, 0);
+    recency_points := coalesce((pr ->> 'recency_points')::double precision, 1);
+    recency_tau_hours := coalesce((pr ->> 'recency_tau_hours')::double precision, 24);
+    follow_points := coalesce((pr ->> 'follow_points')::double precision, 1);
+    collective_points := coalesce((pr ->> 'collective_points')::double precision, 1);
+    author_points := coalesce((pr ->> 'author_points')::double precision, 0.125);
+    author_cap := coalesce((pr ->> 'author_cap')::double precision, 1);
+    engagement_scale := coalesce((pr ->> 'engagement_scale')::double precision, 0.02);
+    engagement_cap := coalesce((pr ->> 'engagement_cap')::double precision, 50);
+    post_type_points := coalesce((pr ->> 'post_type_points')::double precision, 0.1);
+    post_type_cap := coalesce((pr ->> 'post_type_cap')::double precision, 'Infinity');
+    v_context_factors := v_connection_slow::int + v_big_screen::int + coalesce(v_night, false)::int;
+    IF w_taste <> 0 THEN
         SELECT t.taste INTO v_taste FROM feed.user_taste t WHERE t.user_id = p_user_id;
     END IF;
 
@@ -360,70 +404,52 @@ BEGIN
     ), raw AS (
         SELECT c.post_id, p.author_id, c.source, c.ord,
                p.trending_score AS trending,
-               coalesce((pr ->> 'recency_points')::double precision, 1)
-                 * exp(-greatest(extract(epoch FROM p_now - p.created_at), 0) / 3600.0
-                       / coalesce((pr ->> 'recency_tau_hours')::double precision, 24)) AS recency,
-               CASE WHEN EXISTS (SELECT 1 FROM feed.follows f WHERE f.follower_id = p_user_id
-                                                             AND f.followee_id = p.author_id)
-                    THEN coalesce((pr ->> 'follow_points')::double precision, 1) ELSE 0 END AS social_tie,
-               CASE WHEN p.collective_id = ANY (v_collectives)
-                    THEN coalesce((pr ->> 'collective_points')::double precision, 1) ELSE 0 END AS collective,
-               least(coalesce((pr ->> 'author_points')::double precision, 0.125)
-                       * coalesce(a.like_count + a.praise_count + a.trophy_count, 0),
-                     coalesce((pr ->> 'author_cap')::double precision, 1)) AS author_affinity,
+               recency_points * exp(-greatest(extract(epoch FROM p_now - p.created_at), 0) / 3600.0
+                                    / recency_tau_hours) AS recency,
+               CASE WHEN w_social <> 0 AND EXISTS (SELECT 1 FROM feed.follows f WHERE f.follower_id = p_user_id
+                                                                                 AND f.followee_id = p.author_id)
+                    THEN follow_points ELSE 0 END AS social_tie,
+               CASE WHEN p.collective_id = ANY (v_collectives) THEN collective_points ELSE 0 END AS collective,
+               least(author_points * coalesce(a.like_count + a.praise_count + a.trophy_count, 0), author_cap)
+                 AS author_affinity,
                CASE WHEN a.last_positive_at IS NULL OR v_recent_window <= 0 THEN 0
                     ELSE greatest(0, 1 - extract(epoch FROM p_now - a.last_positive_at) / v_recent_window) END
                  AS author_recency,
-               least(p.like_count + 2 * p.praise_count + 5 * p.trophy_count + 0.5 * p.comment_count,
-                     coalesce((pr ->> 'engagement_cap')::double precision, 50))
-                 * coalesce((pr ->> 'engagement_scale')::double precision, 0.02) AS engagement,
-               CASE WHEN p_viewer -> 'top_post_types' ? p.post_type
-                    THEN least(coalesce((pr ->> 'post_type_points')::double precision, 0.1)
-                                 * (p_viewer -> 'top_post_types' ->> p.post_type)::double precision,
-                               coalesce((pr ->> 'post_type_cap')::double precision, 'Infinity'))
+               least(p.like_count + 2 * p.praise_count + 5 * p.trophy_count + 0.5 * p.comment_count, engagement_cap)
+                 * engagement_scale AS engagement,
+               CASE WHEN v_top_types ? p.post_type
+                    THEN least(post_type_points * (v_top_types ->> p.post_type)::double precision, post_type_cap)
                     ELSE 0 END AS post_type,
                (p.post_type = ANY (v_preferred))::int::double precision AS preferred_type,
-               coalesce((p_viewer -> 'category_affinity' ->> p.category)::double precision, 0) AS category_affinity,
+               coalesce((v_categories ->> p.category)::double precision, 0) AS category_affinity,
                coalesce(q.quality, 0.5) AS creator_quality,
                -- context: the mean of the factors the request gives (0.5 when none)
-               coalesce((
-                   SELECT avg(x) FROM unnest(ARRAY[
-                       CASE WHEN v_connection IN ('slow', '2g', '3g', 'slow-2g', 'cellular', 'metered')
-                            THEN 1 - least(coalesce(p.duration_ms, 0) / 60000.0, 1) END,
-                       CASE WHEN v_device IN ('tv', 'desktop')
-                            THEN CASE WHEN p.duration_ms IS NULL THEN 0.5
-                                      ELSE least(p.duration_ms / 60000.0, 1) END END,
-                       CASE WHEN v_hour IS NOT NULL AND (v_hour >= 22 OR v_hour < 6)
-                            THEN 1 - least(coalesce(p.duration_ms, 0) / 120000.0, 1) END]) AS f(x)
-               ), 0.5) AS context,
+               CASE WHEN v_context_factors = 0 THEN 0.5 ELSE (
+                   CASE WHEN v_connection_slow THEN 1 - least(coalesce(p.duration_ms, 0) / 60000.0, 1) ELSE 0 END
+                 + CASE WHEN v_big_screen THEN CASE WHEN p.duration_ms IS NULL THEN 0.5
+                                                    ELSE least(p.duration_ms / 60000.0, 1) END ELSE 0 END
+                 + CASE WHEN v_night THEN 1 - least(coalesce(p.duration_ms, 0) / 120000.0, 1) ELSE 0 END
+               ) / v_context_factors END::double precision AS context,
                1 - least(1, coalesce(a.like_count + a.praise_count + a.trophy_count + a.comment_count
                                      + a.share_count + a.save_count, 0) / 10.0) AS novelty,
                CASE WHEN v_taste IS NOT NULL AND p.embedding IS NOT NULL
                     THEN coalesce(nullif(1 - (p.embedding <=> v_taste), 'NaN'), 0) ELSE 0 END AS taste_similarity,
-               coalesce(c.collab, (SELECT r.score FROM feed.recommendations r
-                                   WHERE r.user_id = p_user_id AND r.post_id = c.post_id AND r.expires_at > p_now),
-                        0) AS collaborative
+               CASE WHEN c.collab IS NOT NULL THEN c.collab
+                    WHEN w_collab = 0 THEN 0
+                    ELSE coalesce((SELECT r.score FROM feed.recommendations r
+                                   WHERE r.user_id = p_user_id AND r.post_id = c.post_id AND r.expires_at > p_now), 0)
+               END AS collaborative
         FROM c
         JOIN feed.posts p ON p.post_id = c.post_id
         LEFT JOIN feed.user_author_affinity a ON a.user_id = p_user_id AND a.author_id = p.author_id
         LEFT JOIN feed.creator_quality q ON q.author_id = p.author_id
     )
     SELECT raw.post_id, raw.author_id, raw.source,
-           coalesce((w ->> 'trending')::double precision, 0) * raw.trending
-         + coalesce((w ->> 'recency')::double precision, 0) * raw.recency
-         + coalesce((w ->> 'social_tie')::double precision, 0) * raw.social_tie
-         + coalesce((w ->> 'collective')::double precision, 0) * raw.collective
-         + coalesce((w ->> 'author_affinity')::double precision, 0) * raw.author_affinity
-         + coalesce((w ->> 'author_recency')::double precision, 0) * raw.author_recency
-         + coalesce((w ->> 'engagement')::double precision, 0) * raw.engagement
-         + coalesce((w ->> 'post_type')::double precision, 0) * raw.post_type
-         + coalesce((w ->> 'preferred_type')::double precision, 0) * raw.preferred_type
-         + coalesce((w ->> 'category_affinity')::double precision, 0) * raw.category_affinity
-         + coalesce((w ->> 'creator_quality')::double precision, 0) * raw.creator_quality
-         + coalesce((w ->> 'context')::double precision, 0) * raw.context
-         + coalesce((w ->> 'novelty')::double precision, 0) * raw.novelty
-         + coalesce((w ->> 'taste_similarity')::double precision, 0) * raw.taste_similarity
-         + coalesce((w ->> 'collaborative')::double precision, 0) * raw.collaborative,
+           w_trending * raw.trending + w_recency * raw.recency + w_social * raw.social_tie
+         + w_collective * raw.collective + w_author * raw.author_affinity + w_author_recency * raw.author_recency
+         + w_engagement * raw.engagement + w_post_type * raw.post_type + w_preferred * raw.preferred_type
+         + w_category * raw.category_affinity + w_quality * raw.creator_quality + w_context * raw.context
+         + w_novelty * raw.novelty + w_taste * raw.taste_similarity + w_collab * raw.collaborative,
            ARRAY[raw.trending, raw.recency, raw.social_tie, raw.collective, raw.author_affinity, raw.author_recency,
                  raw.engagement, raw.post_type, raw.preferred_type, raw.category_affinity, raw.creator_quality,
                  raw.context, raw.novelty, raw.taste_similarity, raw.collaborative]
@@ -514,6 +540,7 @@ DECLARE
     v_epsilon double precision;
     v_quotas jsonb;
     v_selected integer;
+    v_next_cursor text;
 BEGIN
     IF p_page_size IS NULL OR p_page_size < 1 OR p_page_size > 100 THEN
         PERFORM feed._bad_argument('p_page_size', format('must be between 1 and 100, got %s',
@@ -547,9 +574,9 @@ BEGIN
         WHERE s.session_id = v_session.session_id;
         IF v_page_no <= v_session.pages_served THEN
             -- a retried cursor: the page as it was served
+            v_next_cursor := feed._cursor_encode(v_session.session_id, v_page_no + 1);
             RETURN QUERY
-            SELECT i.rank, i.post_id, i.author_id, i.score, i.source, i.is_repeat, i.reasons,
-                   feed._cursor_encode(i.session_id, v_page_no + 1)
+            SELECT i.rank, i.post_id, i.author_id, i.score, i.source, i.is_repeat, i.reasons, v_next_cursor
             FROM feed.feed_session_items i
             WHERE i.session_id = v_session.session_id AND i.page_no = v_page_no
             ORDER BY i.rank;
@@ -657,9 +684,9 @@ BEGIN
 
     UPDATE feed.feed_sessions s SET pages_served = v_page_no WHERE s.session_id = v_session.session_id;
 
+    v_next_cursor := feed._cursor_encode(v_session.session_id, v_page_no + 1);
     RETURN QUERY
-    SELECT i.rank, i.post_id, i.author_id, i.score, i.source, i.is_repeat, i.reasons,
-           feed._cursor_encode(i.session_id, v_page_no + 1)
+    SELECT i.rank, i.post_id, i.author_id, i.score, i.source, i.is_repeat, i.reasons, v_next_cursor
     FROM feed.feed_session_items i
     WHERE i.session_id = v_session.session_id AND i.page_no = v_page_no
     ORDER BY i.rank;

@@ -826,6 +826,51 @@ def demo(users, posts, interactions, seed_value, viewer, data_dir, dsn):
              seed=seed_value, viewer=viewer, out=console())
 
 
+@cli.command()
+@click.option("--scale", type=click.Choice(["tiny", "small", "medium", "large"]), default="small", show_default=True,
+              help="small 1k users/10k posts/100k interactions; medium x10; large x100 (5M impressions).")
+@click.option("--clients", type=click.IntRange(1), default=None, help="Concurrent clients (default 2 x cores).")
+@click.option("--samples", type=click.IntRange(10), default=1000, show_default=True, help="Feed calls per latency figure.")
+@click.option("--seconds", type=click.FloatRange(1), default=10, show_default=True, help="Length of each throughput run.")
+@click.option("--seed", "seed_value", type=int, default=42, show_default=True)
+@click.option("--rebuild", is_flag=True, help="Seed the world again even if this database holds it.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write every figure here.")
+@dsn_options
+def bench(scale, clients, samples, seconds, seed_value, rebuild, json_path, dsn, data_dir):
+    """Benchmark the feed, the writes, the heartbeat and the batch jobs, with the floor.
+
+    On the embedded server each scale gets its own database (pgfeed_bench_SCALE),
+    seeded once and reused by later runs.
+
+    \b
+    Example:
+        pgfeed bench --scale small --json bench-small.json
+        pgfeed bench --scale large --clients 4
+    """
+    import os
+
+    from rich.table import Table
+
+    from . import bench as bench_module
+
+    options = bench_module.Options(scale=scale, clients=clients or 2 * (os.cpu_count() or 1), samples=samples,
+                                   seconds=seconds, seed=seed_value, rebuild=rebuild)
+    out = console()
+
+    def progress(name, done, total):
+        out.print(f"[dim]{time.strftime('%H:%M:%S')} {name} ({done}/{total})[/dim]")
+
+    report = bench_module.run(dsn, data_dir, options, progress)
+    table = Table("measure", "result", title=f"pgfeed bench, scale {scale} ({report['machine']['cores']} cores, "
+                  f"PostgreSQL {report['postgresql']}, pgvector {report['pgvector']})", title_justify="left")
+    for name, value in bench_module.summary_rows(report):
+        table.add_row(name, value)
+    out.print(table)
+    if json_path:
+        json_path.write_text(json.dumps(report, indent=2, default=str))
+        out.print(f"wrote {json_path}")
+
+
 # ---------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit, not a traceback."""
