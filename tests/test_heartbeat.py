@@ -117,8 +117,16 @@ def test_run_maintenance_does_every_chore(db):
                " (7, 1, now() - interval '31 days'), (7, 2, now() - interval '2 days')")
     db.execute("INSERT INTO feed.seen_posts VALUES (7, 1, now() - interval '40 days', now() - interval '31 days', 1),"
                " (7, 2, now() - interval '2 days', now() - interval '2 days', 1)")
+    db.execute("INSERT INTO feed.feed_sessions (session_id, mode, profile, seed, expires_at) VALUES"
+               " (gen_random_uuid(), 'trending', 'default', 1, now() - interval '1 minute'),"
+               " (gen_random_uuid(), 'trending', 'default', 2, now() + interval '1 minute')")
+    db.execute("INSERT INTO feed.recommendations (user_id, post_id, score, algorithm, expires_at) VALUES"
+               " (7, 1, 1, 'itemknn', now() - interval '1 minute'), (7, 2, 1, 'itemknn', now() + interval '1 hour')")
     result = db.execute("SELECT feed.run_maintenance()").fetchone()[0]
-    assert result == {"trending_rescored": 1, "impressions_pruned": 1, "seen_pruned": 1, "creators_refreshed": 1}
+    assert result == {"trending_rescored": 1, "impressions_pruned": 1, "seen_pruned": 1, "creators_refreshed": 1,
+                      "sessions_expired": 1, "recommendations_expired": 1}
+    assert db.execute("SELECT count(*) FROM feed.feed_sessions").fetchone()[0] == 1
+    assert db.execute("SELECT post_id FROM feed.recommendations").fetchall() == [(2,)]
     assert db.execute("SELECT post_id FROM feed.impressions").fetchall() == [(2,)]
     assert db.execute("SELECT post_id FROM feed.seen_posts").fetchall() == [(2,)]
     quality = db.execute("SELECT watch_ratio, like_rate, report_rate, quality FROM feed.creator_quality"

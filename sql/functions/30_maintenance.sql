@@ -129,6 +129,8 @@ DECLARE
     v_impressions integer;
     v_seen integer;
     v_creators integer;
+    v_sessions integer;
+    v_recommendations integer;
 BEGIN
     v_rescored := feed.refresh_trending_scores(feed._setting_interval('trending_window'));
 
@@ -144,11 +146,24 @@ BEGIN
 
     v_creators := feed._refresh_creator_quality();
 
+    -- sessions past their lifetime (their served pages go with them)
+    DELETE FROM feed.feed_sessions s
+    WHERE s.session_id = ANY (ARRAY(SELECT o.session_id FROM feed.feed_sessions o
+                                    WHERE o.expires_at < v_now ORDER BY o.expires_at LIMIT v_limit));
+    GET DIAGNOSTICS v_sessions = ROW_COUNT;
+
+    DELETE FROM feed.recommendations r
+    WHERE r.ctid = ANY (ARRAY(SELECT o.ctid FROM feed.recommendations o
+                              WHERE o.expires_at < v_now ORDER BY o.expires_at LIMIT v_limit));
+    GET DIAGNOSTICS v_recommendations = ROW_COUNT;
+
     v_result := jsonb_build_object(
         'trending_rescored', v_rescored,
         'impressions_pruned', v_impressions,
         'seen_pruned', v_seen,
-        'creators_refreshed', v_creators);
+        'creators_refreshed', v_creators,
+        'sessions_expired', v_sessions,
+        'recommendations_expired', v_recommendations);
     PERFORM feed._record_job_run('maintenance', v_now, v_result);
     RETURN v_result;
 END

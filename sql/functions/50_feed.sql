@@ -520,6 +520,9 @@ RETURNS TABLE (rank integer, post_id bigint, author_id bigint, score double prec
                is_repeat boolean, reasons jsonb, next_cursor text)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+-- the statements inside are large and their shape never depends on the
+-- values: planning them once per connection beats re-planning every call
+SET plan_cache_mode = force_generic_plan
 AS $func$
 DECLARE
     v_now timestamptz := now();
