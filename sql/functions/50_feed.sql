@@ -232,7 +232,9 @@ BEGIN
     WITH sourced AS (
         -- following: the latest posts of followed authors
         SELECT fp.post_id, 'following'::text AS source, 1 AS priority, NULL::double precision AS collab
-        FROM (SELECT f.followee_id FROM feed.follows f WHERE f.follower_id = p_user_id LIMIT p_limit) fe
+        FROM (SELECT f.followee_id FROM feed.follows f WHERE f.follower_id = p_user_id
+              -- a different sample of followed authors on every page
+              ORDER BY feed._uniform(p_seed + p_page_no, f.followee_id) LIMIT greatest(p_limit / 2, 1)) fe
         CROSS JOIN LATERAL (SELECT p.post_id FROM feed.posts p WHERE p.author_id = fe.followee_id
                             ORDER BY p.created_at DESC LIMIT 2) fp
         WHERE v_personal AND p_user_id IS NOT NULL
@@ -278,10 +280,10 @@ BEGIN
         -- explore / random: a contiguous run of ids from a seeded random point, wrapping around
         SELECT e.post_id, CASE WHEN p_mode = 'random' THEN 'random' ELSE 'explore' END, 8, NULL
         FROM ((SELECT p.post_id FROM feed.posts p WHERE p.post_id >= v_pivot ORDER BY p.post_id
-               LIMIT CASE WHEN p_mode = 'random' THEN p_limit ELSE greatest(p_limit / 2, 6) END)
+               LIMIT CASE WHEN p_mode = 'random' THEN p_limit ELSE greatest(p_limit / 4, 4) END)
               UNION ALL
               (SELECT p.post_id FROM feed.posts p WHERE p.post_id < v_pivot ORDER BY p.post_id
-               LIMIT CASE WHEN p_mode = 'random' THEN p_limit ELSE greatest(p_limit / 2, 6) END)) e
+               LIMIT CASE WHEN p_mode = 'random' THEN p_limit ELSE greatest(p_limit / 4, 4) END)) e
         WHERE v_pivot IS NOT NULL
         UNION ALL
         -- bottom of the ladder: every post (older and out-of-network included)
@@ -462,10 +464,10 @@ $func$;
 -- _reasons: why a post is on the page: profile, source, each weighted
 -- component's value and contribution, and the multipliers applied after
 CREATE OR REPLACE FUNCTION feed._reasons(
-    p_profile text, p_mode text, p_source text, p_components double precision[],
+    p_profile text, p_weights jsonb, p_mode text, p_source text, p_components double precision[],
     p_base_score double precision, p_multipliers jsonb)
 RETURNS jsonb
-LANGUAGE sql STABLE
+LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $func$
     SELECT jsonb_build_object(
@@ -473,16 +475,12 @@ AS $func$
         'mode', p_mode,
         'source', p_source,
         'base_score', p_base_score,
-        'components', coalesce((
-            SELECT jsonb_object_agg(n.name, round(p_components[n.i]::numeric, 6))
-            FROM unnest(feed._components()) WITH ORDINALITY AS n(name, i)
-            WHERE coalesce((r.weights ->> n.name)::double precision, 0) <> 0), '{}'),
-        'contributions', coalesce((
-            SELECT jsonb_object_agg(n.name, round(((r.weights ->> n.name)::double precision * p_components[n.i])::numeric, 6))
-            FROM unnest(feed._components()) WITH ORDINALITY AS n(name, i)
-            WHERE coalesce((r.weights ->> n.name)::double precision, 0) <> 0), '{}'),
+        'components', coalesce(jsonb_object_agg(n.name, round(p_components[n.i]::numeric, 6)), '{}'),
+        'contributions', coalesce(jsonb_object_agg(n.name, round(
+            ((p_weights ->> n.name)::double precision * p_components[n.i])::numeric, 6)), '{}'),
         'multipliers', p_multipliers)
-    FROM feed.ranking_profiles r WHERE r.name = p_profile
+    FROM unnest(feed._components()) WITH ORDINALITY AS n(name, i)
+    WHERE coalesce((p_weights ->> n.name)::double precision, 0) <> 0
 $func$;
 
 -------------------------------------------------------------------------------
@@ -592,7 +590,7 @@ BEGIN
     v_want := greatest(feed._setting_integer('inventory_waterline'), p_page_size);
 
     -- the ladder: bounded sources, then wider, then every eligible post
-    v_limit := greatest(3 * p_page_size, 36);
+    v_limit := greatest(2 * p_page_size, 24);
     LOOP
         SELECT array_agg(c.post_id ORDER BY c.sort_key, c.post_id), array_agg(c.source ORDER BY c.sort_key, c.post_id),
                array_agg(c.collab ORDER BY c.sort_key, c.post_id)
@@ -641,7 +639,7 @@ BEGIN
         SELECT v_session.session_id, v_page_no,
                row_number() OVER (ORDER BY p.score * p.diversity DESC, p.post_id),
                p.post_id, p.author_id, p.score * p.diversity, p.shown_source, false,
-               feed._reasons(v_profile.name, v_session.mode, p.shown_source, p.components, p.score,
+               feed._reasons(v_profile.name, v_profile.weights, v_session.mode, p.shown_source, p.components, p.score,
                              jsonb_build_object('author_diversity', p.diversity))
         FROM picked p;
     ELSE
@@ -758,7 +756,8 @@ BEGIN
         'last_seen_at', v_seen.last_seen_at,
         'score', v_scored.score,
         'weights', (SELECT r.weights FROM feed.ranking_profiles r WHERE r.name = v_context ->> 'profile'))
-        || feed._reasons(v_context ->> 'profile', v_context ->> 'mode', 'explain', v_scored.components,
-                         v_scored.score, '{}');
+        || feed._reasons(v_context ->> 'profile',
+                         (SELECT r.weights FROM feed.ranking_profiles r WHERE r.name = v_context ->> 'profile'),
+                         v_context ->> 'mode', 'explain', v_scored.components, v_scored.score, '{}');
 END
 $func$;
