@@ -10,6 +10,7 @@ Nothing here ranks: every figure is the time of a SQL call.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import random
@@ -55,7 +56,8 @@ def percentiles(values: list[float]) -> dict:
     ordered = sorted(values)
 
     def rank(p: float) -> float:
-        return ordered[min(len(ordered) - 1, max(0, int(round(p / 100 * len(ordered) + 0.5)) - 1))]
+        # nearest rank: the smallest value with at least p% of the values at or below it
+        return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
 
     return {"n": len(ordered), "p50": round(rank(50), 3), "p95": round(rank(95), 3), "p99": round(rank(99), 3),
             "mean": round(statistics.fmean(ordered), 3), "max": round(ordered[-1], 3)}
