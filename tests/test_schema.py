@@ -83,9 +83,31 @@ def test_embedding_column_is_a_384_dimension_vector_with_an_hnsw_index(db):
         " WHERE attrelid = 'feed.posts'::regclass AND attname = 'embedding'"
     ).fetchone()[0] == "vector(384)"
     indexdef = db.execute(
-        "SELECT indexdef FROM pg_indexes WHERE schemaname = 'feed' AND indexname = 'posts_embedding_hnsw_idx'"
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = 'feed' AND indexname = 'post_embeddings_hnsw_idx'"
     ).fetchone()[0]
-    assert "hnsw" in indexdef and "vector_cosine_ops" in indexdef
+    assert "hnsw" in indexdef and "vector_cosine_ops" in indexdef and "post_embeddings" in indexdef
+
+
+def test_embeddings_are_copied_to_the_indexed_table(db):
+    vec = lambda x: "[" + ",".join([str(x)] * 384) + "]"  # noqa: E731
+    db.execute("INSERT INTO feed.posts (post_id, author_id, category, embedding) VALUES"
+               " (1, 1, 'a', %s::vector), (2, 1, 'a', NULL)", [vec(0.5)])
+    assert db.execute("SELECT post_id FROM feed.post_embeddings").fetchall() == [(1,)]
+    db.execute("UPDATE feed.posts SET embedding = %s::vector WHERE post_id = 2", [vec(0.25)])
+    db.execute("UPDATE feed.posts SET embedding = NULL WHERE post_id = 1")
+    db.execute("UPDATE feed.posts SET like_count = like_count + 1")
+    rows = db.execute("SELECT post_id, embedding = %s::vector FROM feed.post_embeddings", [vec(0.25)]).fetchall()
+    assert rows == [(2, True)]
+    db.execute("DELETE FROM feed.posts WHERE post_id = 2")
+    assert db.execute("SELECT count(*) FROM feed.post_embeddings").fetchone()[0] == 0
+
+
+def test_counter_updates_are_cheap_row_copies(db):
+    """The embedding lives out of line, and no HNSW index sits on feed.posts."""
+    assert db.execute("SELECT reloptions FROM pg_class WHERE oid = 'feed.posts'::regclass").fetchone()[0] == [
+        "toast_tuple_target=128"]
+    assert db.execute("SELECT count(*) FROM pg_indexes WHERE schemaname = 'feed' AND tablename = 'posts'"
+                      " AND indexdef LIKE '%hnsw%'").fetchone()[0] == 0
 
 
 BAD_ROWS = [

@@ -172,7 +172,7 @@ def test_derived_state_is_consistent_and_indexes_are_back(db, db_dsn, seeded):
     fresh = psycopg.connect(db_dsn)
     with fresh:
         defs = dict(indexes(fresh))
-    assert "hnsw" in defs["posts_embedding_hnsw_idx"] and "interactions_user_recent_idx" in defs
+    assert "hnsw" in defs["post_embeddings_hnsw_idx"] and "interactions_user_recent_idx" in defs
 
 
 def test_indexes_equal_those_of_a_fresh_install(db, db_dsn):

@@ -82,8 +82,22 @@ CREATE INDEX posts_created_idx ON feed.posts (created_at DESC);
 -- collective source: recent posts of the viewer's collectives
 CREATE INDEX posts_collective_recent_idx ON feed.posts (collective_id, created_at DESC)
     WHERE collective_id IS NOT NULL;
--- similar source and similar_posts(): nearest neighbours by cosine distance
-CREATE INDEX posts_embedding_hnsw_idx ON feed.posts USING hnsw (embedding vector_cosine_ops);
+-- the embedding is stored out of line (TOAST): counter updates copy small rows
+ALTER TABLE feed.posts ALTER COLUMN embedding SET STORAGE EXTERNAL;
+ALTER TABLE feed.posts SET (toast_tuple_target = 128);
+
+-- feed.post_embeddings: a copy of each non-null embedding, kept by triggers on
+-- feed.posts, carrying the HNSW index. Every like updates its post row; an
+-- update that is not HOT adds an entry to every index of the table, and an
+-- HNSW insert costs milliseconds, so the HNSW index lives here instead.
+CREATE TABLE feed.post_embeddings (
+    post_id   bigint PRIMARY KEY,
+    embedding vector(384) NOT NULL
+);
+COMMENT ON TABLE feed.post_embeddings IS
+    'Copy of feed.posts.embedding (non-null ones), kept by triggers; carries the HNSW index.';
+-- similar_posts and the similar source: nearest neighbours by cosine distance
+CREATE INDEX post_embeddings_hnsw_idx ON feed.post_embeddings USING hnsw (embedding vector_cosine_ops);
 
 -------------------------------------------------------------------------------
 -- the social graph and explicit preferences, written by the host

@@ -24,7 +24,7 @@ from . import install, resources
 SEED_SQL = ("tools", "seed.sql")
 STEP_MARKER = "-- step: "
 # tables the seed fills: their secondary indexes are dropped and rebuilt around the load
-BULK_TABLES = ("posts", "follows", "collective_members", "blocks", "user_preferences", "interactions",
+BULK_TABLES = ("posts", "post_embeddings", "follows", "collective_members", "blocks", "user_preferences", "interactions",
                "impressions", "seen_posts", "hidden_posts", "user_author_affinity", "user_post_type_affinity",
                "user_category_affinity", "user_signals", "user_taste")
 # configuration, not data: --replace keeps these
