@@ -164,7 +164,7 @@ BEGIN
     ON CONFLICT (user_id, category) DO UPDATE
     SET affinity = greatest(-1, least(1,
             c.affinity * CASE WHEN v_half_life > 0
-                              THEN power(0.5, greatest(extract(epoch FROM p_now - c.updated_at), 0) / v_half_life)
+                              THEN power(0.5, least(greatest(extract(epoch FROM p_now - c.updated_at), 0) / v_half_life, 1000))
                               ELSE 1 END
             + excluded.affinity)),
         updated_at = greatest(c.updated_at, p_now);

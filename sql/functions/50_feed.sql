@@ -91,7 +91,7 @@ AS $func$
                        ORDER BY joined_at DESC LIMIT 50) cm), '[]'),
         'category_affinity', coalesce((SELECT jsonb_object_agg(c.category,
                        c.affinity * CASE WHEN hl.seconds > 0
-                           THEN power(0.5, greatest(extract(epoch FROM p_now - c.updated_at), 0) / hl.seconds)
+                           THEN power(0.5, least(greatest(extract(epoch FROM p_now - c.updated_at), 0) / hl.seconds, 1000))
                            ELSE 1 END)
                        FROM feed.user_category_affinity c,
                             (SELECT extract(epoch FROM feed._setting_interval('category_affinity_half_life'))
@@ -406,8 +406,9 @@ BEGIN
     ), raw AS (
         SELECT c.post_id, p.author_id, c.source, c.ord,
                p.trending_score AS trending,
-               recency_points * exp(-greatest(extract(epoch FROM p_now - p.created_at), 0) / 3600.0
-                                    / recency_tau_hours) AS recency,
+               -- exp() of less than about -745 underflows (an error in PostgreSQL): clamp
+               recency_points * exp(-least(greatest(extract(epoch FROM p_now - p.created_at), 0) / 3600.0
+                                           / recency_tau_hours, 700)) AS recency,
                CASE WHEN w_social <> 0 AND EXISTS (SELECT 1 FROM feed.follows f WHERE f.follower_id = p_user_id
                                                                                  AND f.followee_id = p.author_id)
                     THEN follow_points ELSE 0 END AS social_tie,

@@ -37,9 +37,9 @@ BEGIN
         p_state.affinity := greatest(-1, least(1,
             (p_state.affinity OPERATOR(pg_catalog.*)
                 CASE WHEN p_half_life OPERATOR(pg_catalog.>) 0
-                     THEN pg_catalog.power(0.5,
+                     THEN pg_catalog.power(0.5, least(
                               greatest(extract(epoch FROM p_at OPERATOR(pg_catalog.-) p_state.updated_at), 0)
-                              OPERATOR(pg_catalog./) p_half_life)
+                              OPERATOR(pg_catalog./) p_half_life, 1000))
                      ELSE 1 END)
             OPERATOR(pg_catalog.+) greatest(-1, least(1, p_signal))));
         p_state.updated_at := greatest(p_state.updated_at, p_at);

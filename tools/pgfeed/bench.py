@@ -47,6 +47,7 @@ class Options:
     seconds: float = 10.0
     seed: int = DEFAULT_SEED
     rebuild: bool = False
+    embeddings: bool = True
 
 
 def percentiles(values: list[float]) -> dict:
@@ -132,8 +133,8 @@ def bench_dsn(dsn: str | None, data_dir: Path | None, scale: str) -> str:
     return status.dsn(name)
 
 
-def world_key(scale: str, seed: int) -> str:
-    return json.dumps({"scale": scale, "seed": seed, **SCALES[scale]}, sort_keys=True)
+def world_key(scale: str, seed: int, embeddings: bool) -> str:
+    return json.dumps({"scale": scale, "seed": seed, "embeddings": embeddings, **SCALES[scale]}, sort_keys=True)
 
 
 def ensure_world(dsn: str, options: Options, progress) -> dict:
@@ -141,7 +142,7 @@ def ensure_world(dsn: str, options: Options, progress) -> dict:
     from .seed import seed_world
 
     install.migrate(dsn)
-    key = world_key(options.scale, options.seed)
+    key = world_key(options.scale, options.seed, options.embeddings)
     with psycopg.connect(dsn, autocommit=True) as conn:
         current = conn.execute("SELECT value FROM feed.install_state WHERE key = 'bench_world'").fetchone()
     if current and current[0] == key and not options.rebuild:
@@ -151,7 +152,7 @@ def ensure_world(dsn: str, options: Options, progress) -> dict:
     started = time.perf_counter()
     seed_world(dsn, users=spec["users"], posts=spec["posts"], interactions=spec["interactions"],
                impressions=spec["impressions"], days=spec["days"], seed=options.seed, replace=True,
-               progress=progress)
+               embeddings=options.embeddings, progress=progress)
     seeded = time.perf_counter() - started
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
@@ -226,7 +227,7 @@ def sizes(conn) -> dict:
 def run(dsn: str | None, data_dir: Path | None, options: Options, progress=lambda *a: None) -> dict:
     target = bench_dsn(dsn, data_dir, options.scale)
     report: dict = {"scale": options.scale, "seed": options.seed, "world": SCALES[options.scale],
-                    "machine": machine(), "clients": options.clients}
+                    "embeddings": options.embeddings, "machine": machine(), "clients": options.clients}
     report["build"] = ensure_world(target, options, progress)
     with psycopg.connect(target, autocommit=True) as conn:
         report["postgresql"] = conn.execute("SHOW server_version").fetchone()[0]
