@@ -1,15 +1,658 @@
--- Vectors and collaborative filtering: taste vectors, similar_posts,
--- build_recommendations. (Filled in by the vector issue.)
+-- Vectors and collaborative filtering: similar_posts and the taste vectors
+-- (content, through the HNSW index on feed.posts.embedding), and
+-- build_recommendations with its item-to-item neighbours (collaborative).
+-- Idempotent: re-applied by every migrate.
 
 -------------------------------------------------------------------------------
--- _update_taste: move the viewer's taste vector after one action
+-- Settings of this file. A new setting appears with its default; an
+-- operator's value is never overwritten (same rule as 00_settings.sql).
+INSERT INTO feed.settings AS s (name, value, default_value, kind, description)
+SELECT d.name, d.value, d.value, d.kind, d.description FROM (VALUES
+    ('taste_alpha',                    '0.1',      'number',   'Taste vectors: how far one like (weight 1) moves a viewer''s taste toward the post''s embedding; stronger acts move it more (capped at 0.9).'),
+    ('recommendation_ttl',             '24 hours', 'interval', 'build_recommendations: precomputed recommendations expire after this.'),
+    ('recommendation_neighbors',       '100',      'integer',  'build_recommendations: item-to-item neighbours kept per post (feed.item_neighbors).'),
+    ('recommendations_per_user',       '50',       'integer',  'build_recommendations: recommendations kept per viewer (feed.recommendations).'),
+    ('recommendation_history',         '300',      'integer',  'build_recommendations: a viewer''s most recent positive posts that are expanded into recommendations; older ones are ignored.'),
+    ('recommendation_pair_history',    '100',      'integer',  'build_recommendations: a viewer''s most recent positive posts that count in co-occurrence (pairs cost the square of this; bounds very long histories).'),
+    ('recommendation_history_exponent', '0.75',    'number',   'build_recommendations: a viewer with n positive posts adds n^-exponent to each co-occurrence (long histories say less about any one pair).'),
+    ('recommendation_popularity_exponent', '0.55', 'number',   'build_recommendations: sim(i, j) divides by n_j^exponent, n_j = viewers of the neighbour j (0 favours popular posts, 1 removes popularity).'),
+    ('recommendation_min_support',     '2',        'integer',  'build_recommendations: two posts are neighbours only when at least this many viewers engaged with both (1 keeps one-off pairs: more reach for rarely seen posts, much more work).'),
+    ('recommendation_shrinkage',       '20',       'number',   'build_recommendations: added to the similarity''s denominator; damps pairs of rarely seen posts.'),
+    ('recommendation_min_watch_ratio', '0.5',      'number',   'build_recommendations: a view counts as a positive signal when its watch ratio is at least this.'),
+    ('live_collaborative_history',     '20',       'integer',  'Live collaborative scoring: how many of the viewer''s most recent positive posts are expanded through feed.item_neighbors.')
+) AS d (name, value, kind, description)
+ON CONFLICT (name) DO UPDATE
+SET default_value = excluded.default_value, kind = excluded.kind, description = excluded.description
+WHERE (s.default_value, s.kind, s.description) IS DISTINCT FROM (excluded.default_value, excluded.kind, excluded.description);
+
+-------------------------------------------------------------------------------
+-- _check_limit: p_limit must be within 1..1000 (22023 otherwise)
+CREATE OR REPLACE FUNCTION feed._check_limit(p_limit integer)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+BEGIN
+    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 1000 THEN
+        PERFORM feed._bad_argument('p_limit', format('must be between 1 and 1000, got %s', coalesce(p_limit::text, 'null')));
+    END IF;
+END
+$func$;
+
+-------------------------------------------------------------------------------
+-- _nearest_eligible: the posts nearest to an embedding by cosine similarity
+-- (1 - cosine distance) that an anonymous viewer may see (contract §4.1: not
+-- deleted, public, media ready, not over max_duration_ms), through the HNSW
+-- index of feed.post_embeddings, each candidate checked against its post row
+-- in index order. The iterative scan keeps walking the index until p_limit
+-- posts pass (bounded by hnsw.max_scan_tuples, 20000 index tuples by
+-- default); relaxed order is re-sorted exactly at the end. Custom plans
+-- always, so the planner sees the real limit and keeps the index.
+CREATE OR REPLACE FUNCTION feed._nearest_eligible(
+    p_embedding @extschema:vector@.vector, p_limit integer, p_exclude_post_id bigint)
+RETURNS TABLE (post_id bigint, similarity double precision)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, @extschema:vector@, pg_temp
+SET hnsw.iterative_scan = relaxed_order
+SET plan_cache_mode = force_custom_plan
+AS $func$
+DECLARE
+    v_max_duration integer := feed._setting_integer('max_duration_ms');
+BEGIN
+    IF p_embedding IS NULL OR vector_norm(p_embedding) = 0 THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH nearest AS MATERIALIZED (
+        SELECT e.post_id AS id, e.embedding <=> p_embedding AS distance
+        FROM feed.post_embeddings e
+        JOIN feed.posts p ON p.post_id = e.post_id
+        WHERE e.post_id IS DISTINCT FROM p_exclude_post_id
+          AND NOT p.is_deleted
+          AND p.visibility = 'public'
+          AND p.media_ready
+          AND (p.duration_ms IS NULL OR p.duration_ms <= v_max_duration)
+        ORDER BY e.embedding <=> p_embedding
+        LIMIT p_limit
+    )
+    SELECT n.id, 1 - n.distance
+    FROM nearest n
+    WHERE n.distance <> 'NaN'::double precision    -- a zero vector has no direction
+    ORDER BY 1 - n.distance DESC, n.id;
+END
+$func$;
+
+-------------------------------------------------------------------------------
+-- similar_posts: posts nearest to a post by embedding (contract §3.1)
+CREATE OR REPLACE FUNCTION feed.similar_posts(p_post_id bigint, p_limit integer DEFAULT 20)
+RETURNS TABLE (post_id bigint, similarity double precision)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, @extschema:vector@, pg_temp
+AS $func$
+DECLARE
+    v_embedding @extschema:vector@.vector;
+BEGIN
+    PERFORM feed._check_limit(p_limit);
+    PERFORM feed._require_post(p_post_id);
+    SELECT e.embedding INTO v_embedding FROM feed.post_embeddings e WHERE e.post_id = p_post_id;
+    RETURN QUERY SELECT n.post_id, n.similarity FROM feed._nearest_eligible(v_embedding, p_limit, p_post_id) n;
+END
+$func$;
+
+-------------------------------------------------------------------------------
+-- _taste_candidates: posts nearest to the viewer's taste vector, with the
+-- eligibility of similar_posts (the feed applies the per-viewer filters);
+-- empty for a viewer without taste
+CREATE OR REPLACE FUNCTION feed._taste_candidates(p_user_id bigint, p_limit integer)
+RETURNS TABLE (post_id bigint, similarity double precision)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, @extschema:vector@, pg_temp
+AS $func$
+DECLARE
+    v_taste @extschema:vector@.vector;
+BEGIN
+    PERFORM feed._check_limit(p_limit);
+    SELECT t.taste INTO v_taste FROM feed.user_taste t WHERE t.user_id = p_user_id AND t.strength > 0;
+    RETURN QUERY SELECT n.post_id, n.similarity FROM feed._nearest_eligible(v_taste, p_limit, NULL) n;
+END
+$func$;
+
+-------------------------------------------------------------------------------
+-- _taste_weights: how strongly each action pulls the taste toward the post
+-- (positive) or pushes it away (negative). A view weighs its watch ratio
+-- (a view without one weighs nothing); unlike weighs nothing.
+CREATE OR REPLACE FUNCTION feed._taste_weights()
+RETURNS TABLE (action text, weight double precision)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    VALUES ('view', 1.0::double precision), ('like', 1.0), ('comment', 1.5), ('share', 2.0),
+           ('save', 1.5), ('praise', 1.5), ('trophy', 2.0), ('gift', 2.5), ('tip', 2.5),
+           ('not_interested', -1.0), ('dislike', -1.5), ('report', -2.0)
+$func$;
+
+-------------------------------------------------------------------------------
+-- _taste_step: one step of the taste moving average. The state is the
+-- unnormalized average T = taste * strength; a signal of signed step a
+-- (|a| = min(taste_alpha * |weight|, 0.9)) on a post with unit embedding e:
+--     T' = (1 - |a|) * T + a * e
+-- and the new state is (taste = T' / |T'|, strength = |T'|). taste stays a
+-- unit vector; strength in [0, 1] grows toward 1 while engagement keeps
+-- pointing the same way and shrinks when it disagrees. When the signals
+-- cancel out (|T'| <= 1e-6) taste is the zero vector and strength 0: readers
+-- must require strength > 0 (cosine with a zero vector is NaN). T is linear
+-- in the signals, so feed._rebuild_taste_vectors can compute it in closed form.
+CREATE OR REPLACE FUNCTION feed._taste_step(
+    p_taste @extschema:vector@.vector, p_strength double precision,
+    p_unit @extschema:vector@.vector, p_step double precision,
+    OUT taste @extschema:vector@.vector, OUT strength double precision)
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, @extschema:vector@, pg_temp
+AS $func$
+DECLARE
+    v_dims integer := vector_dims(p_unit);
+    v_next vector;
+BEGIN
+    v_next := p_unit * array_fill(p_step::real, ARRAY[v_dims])::vector;
+    IF p_taste IS NOT NULL AND coalesce(p_strength, 0) > 0 THEN
+        v_next := p_taste * array_fill((p_strength * (1 - abs(p_step)))::real, ARRAY[v_dims])::vector + v_next;
+    END IF;
+    strength := vector_norm(v_next);
+    IF strength > 1e-6 THEN
+        taste := l2_normalize(v_next);
+    ELSE
+        -- the signals cancelled out (a gift, then a report of the same post):
+        -- no direction left, stored as the zero vector with strength 0
+        taste := array_fill(0::real, ARRAY[v_dims])::vector;
+        strength := 0;
+    END IF;
+END
+$func$;
+
+-------------------------------------------------------------------------------
+-- _update_taste: move the viewer's taste vector after one action (called by
+-- _apply_interaction for every logged action). Positive acts pull it toward
+-- the post's embedding, not_interested / dislike / report push it away; a
+-- negative act before the viewer's first positive one, a post without
+-- embedding, and a zero weight (unlike, a view without watch ratio) do nothing.
 CREATE OR REPLACE FUNCTION feed._update_taste(
     p_user_id bigint, p_post_id bigint, p_action text, p_watch_ratio double precision, p_now timestamptz)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, @extschema:vector@, pg_temp
 AS $func$
+DECLARE
+    v_weight double precision;
+    v_step double precision;
+    v_unit vector;
 BEGIN
-    NULL;
+    SELECT w.weight * CASE WHEN w.action = 'view' THEN coalesce(p_watch_ratio, 0) ELSE 1 END INTO v_weight
+    FROM feed._taste_weights() w WHERE w.action = p_action;
+    IF coalesce(v_weight, 0) = 0 THEN
+        RETURN;
+    END IF;
+    SELECT l2_normalize(e.embedding) INTO v_unit FROM feed.post_embeddings e WHERE e.post_id = p_post_id;
+    IF v_unit IS NULL OR vector_norm(v_unit) = 0 THEN
+        RETURN;
+    END IF;
+    v_step := sign(v_weight) * least(feed._setting_number('taste_alpha') * abs(v_weight), 0.9);
+    IF v_step = 0 THEN
+        RETURN;
+    END IF;
+
+    IF v_step > 0 THEN
+        INSERT INTO feed.user_taste AS t (user_id, taste, strength, updated_at)
+        SELECT p_user_id, s.taste, s.strength, p_now FROM feed._taste_step(NULL, 0, v_unit, v_step) s
+        ON CONFLICT (user_id) DO UPDATE
+        SET (taste, strength, updated_at) =
+            (SELECT n.taste, n.strength, greatest(t.updated_at, p_now)
+             FROM feed._taste_step(t.taste, t.strength, v_unit, v_step) n);
+    ELSE
+        UPDATE feed.user_taste t
+        SET (taste, strength, updated_at) =
+            (SELECT n.taste, n.strength, greatest(t.updated_at, p_now)
+             FROM feed._taste_step(t.taste, t.strength, v_unit, v_step) n)
+        WHERE t.user_id = p_user_id;
+    END IF;
+END
+$func$;
+
+-------------------------------------------------------------------------------
+-- _rebuild_taste_vectors (p_user_ids): recompute the taste vectors of some
+-- viewers (NULL: all) from feed.interactions as the sequence of _update_taste
+-- calls (ordered by created_at, interaction_id) would, with the posts'
+-- current embeddings. Closed form of the moving average:
+--     T = sum_i a_i e_i prod_{j>i} (1 - |a_j|)
+-- signals whose remaining weight fell under 1e-9 are dropped (float
+-- tolerance). Viewers left without any signal lose their row. Returns the
+-- number of taste vectors written.
+CREATE OR REPLACE FUNCTION feed._rebuild_taste_vectors(p_user_ids bigint[])
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, @extschema:vector@, pg_temp
+SET plan_cache_mode = force_custom_plan
+AS $func$
+DECLARE
+    v_alpha double precision := feed._setting_number('taste_alpha');
+    v_written integer;
+BEGIN
+    WITH signals AS (
+        SELECT i.user_id, i.post_id, i.created_at, i.interaction_id,
+               sign(w.weight) * least(v_alpha * abs(w.weight
+                   * CASE WHEN w.action = 'view' THEN coalesce(i.watch_ratio, 0) ELSE 1 END), 0.9) AS step
+        FROM feed.interactions i
+        JOIN feed._taste_weights() w ON w.action = i.action
+        WHERE (p_user_ids IS NULL OR i.user_id = ANY (p_user_ids))
+          AND EXISTS (SELECT 1 FROM feed.post_embeddings e
+                      WHERE e.post_id = i.post_id AND vector_norm(e.embedding) > 0)
+    ), started AS (
+        -- negative signals before the viewer's first positive one do nothing
+        SELECT s.*, bool_or(s.step > 0) OVER (PARTITION BY s.user_id ORDER BY s.created_at, s.interaction_id
+                                              ROWS UNBOUNDED PRECEDING) AS has_taste
+        FROM signals s
+        WHERE s.step <> 0
+    ), decayed AS (
+        -- sum over later signals of ln(1 - |a_j|): how much of this one survives
+        SELECT st.user_id, st.post_id, st.created_at, st.step,
+               coalesce(sum(ln(1 - abs(st.step))) OVER (PARTITION BY st.user_id ORDER BY st.created_at, st.interaction_id
+                                                        ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING), 0) AS log_survival
+        FROM started st
+        WHERE st.has_taste
+    ), contributions AS (
+        SELECT d.user_id, d.post_id, d.created_at, d.step * exp(d.log_survival) AS coefficient
+        FROM decayed d
+        WHERE d.log_survival > ln(1e-9)
+    ), fresh AS MATERIALIZED (
+        SELECT c.user_id,
+               sum(l2_normalize(e.embedding)
+                   * array_fill(c.coefficient::real, ARRAY[vector_dims(e.embedding)])::vector) AS total,
+               max(c.created_at) AS updated_at
+        FROM contributions c
+        JOIN feed.post_embeddings e ON e.post_id = c.post_id
+        GROUP BY c.user_id
+    ), written AS (
+        INSERT INTO feed.user_taste AS t (user_id, taste, strength, updated_at)
+        SELECT f.user_id,
+               CASE WHEN vector_norm(f.total) > 1e-6 THEN l2_normalize(f.total)
+                    ELSE array_fill(0::real, ARRAY[vector_dims(f.total)])::vector END,
+               CASE WHEN vector_norm(f.total) > 1e-6 THEN vector_norm(f.total) ELSE 0 END,
+               f.updated_at
+        FROM fresh f
+        ORDER BY f.user_id
+        ON CONFLICT (user_id) DO UPDATE
+        SET taste = excluded.taste, strength = excluded.strength, updated_at = excluded.updated_at
+        RETURNING t.user_id
+    ), removed AS (
+        DELETE FROM feed.user_taste t
+        WHERE (p_user_ids IS NULL OR t.user_id = ANY (p_user_ids))
+          AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.user_id = t.user_id)
+    )
+    SELECT count(*) INTO v_written FROM written;
+    RETURN v_written;
+END
+$func$;
+
+-------------------------------------------------------------------------------
+-- _rebuild_taste_vectors: every viewer's taste vector (after a bulk load)
+CREATE OR REPLACE FUNCTION feed._rebuild_taste_vectors()
+RETURNS integer
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    SELECT feed._rebuild_taste_vectors(NULL::bigint[])
+$func$;
+
+-------------------------------------------------------------------------------
+-- _positive_actions: acts that count as a positive signal for collaborative
+-- filtering (besides a view whose watch ratio reaches
+-- recommendation_min_watch_ratio). A like undone by an unlike does not count.
+CREATE OR REPLACE FUNCTION feed._positive_actions()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    SELECT ARRAY['like', 'comment', 'share', 'save', 'praise', 'trophy', 'gift', 'tip']
+$func$;
+
+-------------------------------------------------------------------------------
+-- build_recommendations (p_lookback, p_only_changed): batch item-to-item
+-- collaborative filtering (contract §3.3, seeds 002 and 003); returns the
+-- number of recommendations written.
+--
+-- Signals: a viewer's positive (viewer, post) pairs within p_lookback: like
+-- (unless undone by unlike), comment, share, save, praise, trophy, gift, tip,
+-- and views with watch ratio >= recommendation_min_watch_ratio; hidden posts
+-- never count. Only a viewer's most recent recommendation_pair_history
+-- positive posts count in co-occurrence (pairs cost the square of a history
+-- and a very long one says little more), and the most recent
+-- recommendation_history are expanded into recommendations.
+--
+-- Full run (p_only_changed = false): item neighbours from co-occurrence,
+-- weighted like RP3beta (a random walk post -> viewer -> post, with the
+-- target's popularity divided out):
+--     sim(i, j) = sum over viewers u with i and j of n_u^-g
+--                 / (n_i * n_j^b + recommendation_shrinkage)
+-- n_u = the viewer's history size (at most recommendation_pair_history), n_i
+-- = viewers of i, g = recommendation_history_exponent, b =
+-- recommendation_popularity_exponent. Long histories weigh less per pair;
+-- popular neighbours are damped so they do not dominate every list. Pairs
+-- need recommendation_min_support viewers in common, and only posts anybody
+-- may see (contract §4.1) become neighbours. The top recommendation_neighbors
+-- per post replace feed.item_neighbors; co-occurrences are aggregated in hash
+-- buckets of posts (about a million pairs each) so memory stays bounded.
+-- Then every viewer's candidates are the neighbours of their history,
+-- scored by the sum of similarities, without posts they ever interacted
+-- with, hidden posts and their own posts; the best recommendations_per_user
+-- are stored with score / (viewer's best score), so each viewer's best is
+-- 1.0, explanation {"because": [up to 3 of the viewer's posts that
+-- contributed most], "raw_score": sum of similarities}, expiring after
+-- recommendation_ttl. Viewers are scored 2000 per statement. MovieLens 100K
+-- (tools/pgfeed/evaluate.py): P@10 0.33-0.34, R@10 about 0.22.
+--
+-- Incremental run (p_only_changed = true): keeps feed.item_neighbors and
+-- rescores only viewers with an interaction since the previous run (minus one
+-- minute, for writes that committed late); without a previous run or
+-- neighbours it is a full run.
+--
+-- Safe while the feed serves: everything is replaced with row-level DELETE
+-- and INSERT in this transaction (readers keep the old rows until commit, no
+-- table lock beyond ROW EXCLUSIVE); one build at a time (advisory lock).
+CREATE OR REPLACE FUNCTION feed.build_recommendations(p_lookback interval, p_only_changed boolean)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan
+SET work_mem = '256MB'
+AS $func$
+DECLARE
+    v_now timestamptz := now();
+    v_positive text[] := feed._positive_actions();
+    v_min_ratio double precision := feed._setting_number('recommendation_min_watch_ratio');
+    v_history integer := greatest(feed._setting_integer('recommendation_history'), 1);
+    v_pair_history integer := greatest(feed._setting_integer('recommendation_pair_history'), 1);
+    v_history_exponent double precision := feed._setting_number('recommendation_history_exponent');
+    v_popularity_exponent double precision := feed._setting_number('recommendation_popularity_exponent');
+    v_shrinkage double precision := feed._setting_number('recommendation_shrinkage');
+    v_neighbors integer := greatest(feed._setting_integer('recommendation_neighbors'), 1);
+    v_min_support integer := greatest(feed._setting_integer('recommendation_min_support'), 1);
+    v_per_user integer := greatest(feed._setting_integer('recommendations_per_user'), 1);
+    v_ttl interval := feed._setting_interval('recommendation_ttl');
+    v_max_duration integer := feed._setting_integer('max_duration_ms');
+    v_pairs_per_bucket constant double precision := 1e6;
+    v_users_per_batch constant integer := 2000;
+    v_last_run timestamptz;
+    v_incremental boolean;
+    v_changed bigint[];
+    v_users bigint[];
+    v_pairs double precision;
+    v_buckets integer := 1;
+    v_neighbor_rows bigint := 0;
+    v_written bigint := 0;
+    v_count bigint;
+    v_offset integer := 1;
+    v_table text;
+BEGIN
+    IF p_lookback IS NULL OR p_lookback <= interval '0' THEN
+        PERFORM feed._bad_argument('p_lookback', format('must be a positive interval, got %s', coalesce(p_lookback::text, 'null')));
+    END IF;
+    IF p_only_changed IS NULL THEN
+        PERFORM feed._bad_argument('p_only_changed', 'must not be null');
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended('feed.build_recommendations', 0));
+
+    SELECT j.last_run_at INTO v_last_run FROM feed.job_runs j WHERE j.job = 'build_recommendations';
+    v_incremental := p_only_changed AND v_last_run IS NOT NULL AND EXISTS (SELECT 1 FROM feed.item_neighbors);
+    IF v_incremental THEN
+        SELECT coalesce(array_agg(DISTINCT i.user_id), '{}') INTO v_changed
+        FROM feed.interactions i WHERE i.created_at > v_last_run - interval '1 minute';
+    END IF;
+
+    -- scratch tables of a previous call in this transaction
+    FOREACH v_table IN ARRAY ARRAY['_rec_history', '_rec_unavailable', '_rec_items', '_rec_pairable', '_rec_neighbors'] LOOP
+        IF to_regclass('pg_temp.' || v_table) IS NOT NULL THEN
+            EXECUTE format('DROP TABLE pg_temp.%I', v_table);
+        END IF;
+    END LOOP;
+
+    -- the positive history: (viewer, post), at most v_history per viewer, most recent first
+    CREATE TEMP TABLE _rec_history ON COMMIT DROP AS
+    WITH pairs AS (
+        SELECT i.user_id, i.post_id, max(i.created_at) AS last_at
+        FROM feed.interactions i
+        WHERE i.created_at > v_now - p_lookback
+          AND (i.action = ANY (v_positive) OR i.action = 'unlike'
+               OR (i.action = 'view' AND i.watch_ratio >= v_min_ratio))
+          AND (v_changed IS NULL OR i.user_id = ANY (v_changed))
+        GROUP BY i.user_id, i.post_id
+        HAVING bool_or(i.action NOT IN ('like', 'unlike'))
+            OR sum(CASE i.action WHEN 'like' THEN 1 WHEN 'unlike' THEN -1 ELSE 0 END) > 0
+    ), ranked AS (
+        SELECT p.user_id, p.post_id,
+               row_number() OVER w AS recency, count(*) OVER (PARTITION BY p.user_id) AS total
+        FROM pairs p
+        WHERE NOT EXISTS (SELECT 1 FROM feed.hidden_posts h WHERE h.user_id = p.user_id AND h.post_id = p.post_id)
+        WINDOW w AS (PARTITION BY p.user_id ORDER BY p.last_at DESC, p.post_id DESC)
+    )
+    SELECT r.user_id, r.post_id, r.recency, r.total
+    FROM ranked r WHERE r.recency <= greatest(v_history, v_pair_history);
+    CREATE INDEX ON pg_temp._rec_history (user_id);
+    ANALYZE pg_temp._rec_history;
+
+    -- posts nobody may see now (contract §4.1): never recommended
+    CREATE TEMP TABLE _rec_unavailable ON COMMIT DROP AS
+    SELECT p.post_id FROM feed.posts p
+    WHERE p.is_deleted OR p.visibility <> 'public' OR NOT p.media_ready OR p.duration_ms > v_max_duration;
+    CREATE UNIQUE INDEX ON pg_temp._rec_unavailable (post_id);
+    ANALYZE pg_temp._rec_unavailable;
+
+    IF NOT v_incremental THEN
+        -- viewers per post, among the histories that count in co-occurrence
+        CREATE TEMP TABLE _rec_items ON COMMIT DROP AS
+        SELECT h.post_id, count(*)::double precision AS viewers
+        FROM pg_temp._rec_history h WHERE h.recency <= v_pair_history
+        GROUP BY h.post_id;
+        CREATE UNIQUE INDEX ON pg_temp._rec_items (post_id);
+        ANALYZE pg_temp._rec_items;
+
+        -- what pairs: a post with fewer viewers than v_min_support cannot reach it
+        -- with anyone; only posts anybody may see become neighbours
+        CREATE TEMP TABLE _rec_pairable ON COMMIT DROP AS
+        SELECT h.user_id, h.post_id, (hashint8(h.post_id) & 2147483647) AS post_hash, i.viewers,
+               power(least(h.total, v_pair_history)::double precision, -v_history_exponent) AS weight,
+               p.post_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_temp._rec_unavailable u WHERE u.post_id = h.post_id)
+                   AS recommendable
+        FROM pg_temp._rec_history h
+        JOIN pg_temp._rec_items i ON i.post_id = h.post_id
+        LEFT JOIN feed.posts p ON p.post_id = h.post_id
+        WHERE h.recency <= v_pair_history AND i.viewers >= v_min_support;
+        CREATE INDEX ON pg_temp._rec_pairable (user_id);
+        CREATE INDEX ON pg_temp._rec_pairable (post_hash);
+        ANALYZE pg_temp._rec_pairable;
+
+        -- about v_pairs_per_bucket co-occurrences aggregated per statement
+        SELECT sum(c.n * c.n) INTO v_pairs
+        FROM (SELECT count(*)::double precision AS n FROM pg_temp._rec_pairable h GROUP BY h.user_id) c;
+        v_buckets := greatest(1, ceil(coalesce(v_pairs, 0) / v_pairs_per_bucket))::integer;
+
+        -- built in a scratch table first: scoring below then reads clean rows, not
+        -- an index that also holds the previous run's rows deleted by this transaction
+        CREATE TEMP TABLE _rec_neighbors (post_id bigint, neighbor_id bigint, score double precision)
+            ON COMMIT DROP;
+        FOR v_bucket IN 0 .. v_buckets - 1 LOOP
+            INSERT INTO pg_temp._rec_neighbors (post_id, neighbor_id, score)
+            SELECT s.post_id, s.neighbor_id, s.score
+            FROM (
+                SELECT c.post_id, c.neighbor_id, c.score,
+                       row_number() OVER (PARTITION BY c.post_id ORDER BY c.score DESC, c.neighbor_id) AS rank
+                FROM (
+                    -- per row of the bucket, the viewer's other posts: index scans, never a
+                    -- pass over a whole table, so the cost stays linear in the number of pairs
+                    SELECT a.post_id, b.post_id AS neighbor_id,
+                           sum(a.weight) / (min(a.viewers) * power(min(b.viewers), v_popularity_exponent) + v_shrinkage)
+                               AS score
+                    FROM pg_temp._rec_pairable a
+                    CROSS JOIN LATERAL (
+                        SELECT o.post_id, o.viewers FROM pg_temp._rec_pairable o
+                        WHERE o.user_id = a.user_id AND o.post_id <> a.post_id AND o.recommendable
+                        OFFSET 0
+                    ) b
+                    WHERE a.post_hash >= v_bucket::bigint * 2147483648 / v_buckets
+                      AND a.post_hash < (v_bucket + 1)::bigint * 2147483648 / v_buckets
+                    GROUP BY a.post_id, b.post_id
+                    HAVING count(*) >= v_min_support
+                ) c
+            ) s
+            WHERE s.rank <= v_neighbors;
+            GET DIAGNOSTICS v_count = ROW_COUNT;
+            v_neighbor_rows := v_neighbor_rows + v_count;
+        END LOOP;
+        DELETE FROM feed.item_neighbors;
+        INSERT INTO feed.item_neighbors (post_id, neighbor_id, score)
+        SELECT n.post_id, n.neighbor_id, n.score FROM pg_temp._rec_neighbors n ORDER BY n.post_id, n.neighbor_id;
+        ANALYZE feed.item_neighbors;
+        DELETE FROM feed.recommendations;
+    ELSE
+        -- the stored neighbours of the posts these viewers' histories hold
+        CREATE TEMP TABLE _rec_neighbors ON COMMIT DROP AS
+        SELECT n.post_id, n.neighbor_id, n.score FROM feed.item_neighbors n
+        WHERE n.post_id IN (SELECT h.post_id FROM pg_temp._rec_history h WHERE h.recency <= v_history);
+        DELETE FROM feed.recommendations r WHERE r.user_id = ANY (v_changed);
+    END IF;
+    CREATE INDEX ON pg_temp._rec_neighbors (post_id);
+    ANALYZE pg_temp._rec_neighbors;
+
+    -- per-viewer recommendations, a range of viewers per statement; the
+    -- history is read in viewer order so the ordered aggregate needs only a
+    -- small sort per viewer
+    SELECT coalesce(array_agg(DISTINCT h.user_id ORDER BY h.user_id), '{}') INTO v_users FROM pg_temp._rec_history h;
+    WHILE v_offset <= cardinality(v_users) LOOP
+        INSERT INTO feed.recommendations (user_id, post_id, score, algorithm, explanation, generated_at, expires_at)
+        WITH candidates AS (
+            SELECT h.user_id, n.neighbor_id AS post_id, sum(n.score) AS score,
+                   (array_agg(h.post_id ORDER BY n.score DESC, h.post_id))[1:3] AS because
+            FROM pg_temp._rec_history h
+            -- index scans per history row: a batch never reads all the neighbours
+            CROSS JOIN LATERAL (
+                SELECT i.neighbor_id, i.score FROM pg_temp._rec_neighbors i WHERE i.post_id = h.post_id OFFSET 0
+            ) n
+            WHERE h.user_id BETWEEN v_users[v_offset]
+                                AND v_users[least(v_offset + v_users_per_batch - 1, cardinality(v_users))]
+              AND h.recency <= v_history
+            GROUP BY h.user_id, n.neighbor_id
+        ), touched AS (
+            SELECT DISTINCT i.user_id, i.post_id FROM feed.interactions i
+            WHERE i.user_id BETWEEN v_users[v_offset]
+                                AND v_users[least(v_offset + v_users_per_batch - 1, cardinality(v_users))]
+        ), hidden AS (
+            SELECT hp.user_id, hp.post_id FROM feed.hidden_posts hp
+            WHERE hp.user_id BETWEEN v_users[v_offset]
+                                 AND v_users[least(v_offset + v_users_per_batch - 1, cardinality(v_users))]
+        ), own AS (
+            SELECT p.author_id AS user_id, p.post_id FROM feed.posts p
+            WHERE p.author_id BETWEEN v_users[v_offset]
+                                  AND v_users[least(v_offset + v_users_per_batch - 1, cardinality(v_users))]
+        ), kept AS (
+            SELECT c.user_id, c.post_id, c.score, c.because,
+                   row_number() OVER (PARTITION BY c.user_id ORDER BY c.score DESC, c.post_id) AS rank,
+                   max(c.score) OVER (PARTITION BY c.user_id) AS best
+            FROM candidates c
+            WHERE (NOT v_incremental   -- a full run's neighbours are all available
+                   OR NOT EXISTS (SELECT 1 FROM pg_temp._rec_unavailable u WHERE u.post_id = c.post_id))
+              AND NOT EXISTS (SELECT 1 FROM own o WHERE o.user_id = c.user_id AND o.post_id = c.post_id)
+              AND NOT EXISTS (SELECT 1 FROM touched t WHERE t.user_id = c.user_id AND t.post_id = c.post_id)
+              AND NOT EXISTS (SELECT 1 FROM hidden x WHERE x.user_id = c.user_id AND x.post_id = c.post_id)
+        )
+        SELECT k.user_id, k.post_id, k.score / k.best, 'itemknn',
+               jsonb_build_object('because', to_jsonb(k.because), 'raw_score', k.score),
+               v_now, v_now + v_ttl
+        FROM kept k
+        WHERE k.rank <= v_per_user AND k.best > 0;
+        GET DIAGNOSTICS v_count = ROW_COUNT;
+        v_written := v_written + v_count;
+        v_offset := v_offset + v_users_per_batch;
+    END LOOP;
+
+    PERFORM feed._record_job_run('build_recommendations', v_now, jsonb_build_object(
+        'mode', CASE WHEN v_incremental THEN 'incremental' ELSE 'full' END,
+        'lookback', p_lookback::text,
+        'viewers', cardinality(v_users),
+        'recommendations', v_written,
+        'neighbors', CASE WHEN v_incremental THEN NULL ELSE v_neighbor_rows END,
+        'buckets', CASE WHEN v_incremental THEN NULL ELSE v_buckets END,
+        'seconds', round(extract(epoch FROM clock_timestamp() - v_now)::numeric, 3)));
+    RETURN v_written;
+END
+$func$;
+
+-------------------------------------------------------------------------------
+-- build_recommendations: the contract's form (contract §3.3), a full run
+CREATE OR REPLACE FUNCTION feed.build_recommendations(p_lookback interval DEFAULT '30 days')
+RETURNS integer
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    SELECT feed.build_recommendations(p_lookback, false)
+$func$;
+
+-------------------------------------------------------------------------------
+-- _live_collaborative: bounded live scoring from feed.item_neighbors for a
+-- viewer without fresh precomputed recommendations (seed 003: precomputed,
+-- then live, then fallback). Expands the viewer's live_collaborative_history
+-- most recent positive posts (found among their latest interactions) with the
+-- same rules and exclusions as build_recommendations; score / best (best =
+-- 1.0); because = up to 3 of those posts that contributed most.
+CREATE OR REPLACE FUNCTION feed._live_collaborative(p_user_id bigint, p_limit integer)
+RETURNS TABLE (post_id bigint, score double precision, because bigint[])
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+DECLARE
+    v_recent integer := greatest(feed._setting_integer('live_collaborative_history'), 1);
+    v_positive text[] := feed._positive_actions();
+    v_min_ratio double precision := feed._setting_number('recommendation_min_watch_ratio');
+    v_max_duration integer := feed._setting_integer('max_duration_ms');
+BEGIN
+    PERFORM feed._check_limit(p_limit);
+    IF p_user_id IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH latest AS (
+        SELECT i.post_id AS id, i.action, i.watch_ratio, i.created_at
+        FROM feed.interactions i
+        WHERE i.user_id = p_user_id
+        ORDER BY i.created_at DESC
+        LIMIT v_recent * 10
+    ), recent AS (
+        SELECT l.id, max(l.created_at) AS last_at
+        FROM latest l
+        WHERE (l.action = ANY (v_positive) OR l.action = 'unlike'
+               OR (l.action = 'view' AND l.watch_ratio >= v_min_ratio))
+          AND NOT EXISTS (SELECT 1 FROM feed.hidden_posts h WHERE h.user_id = p_user_id AND h.post_id = l.id)
+        GROUP BY l.id
+        HAVING bool_or(l.action NOT IN ('like', 'unlike'))
+            OR sum(CASE l.action WHEN 'like' THEN 1 WHEN 'unlike' THEN -1 ELSE 0 END) > 0
+        ORDER BY max(l.created_at) DESC, l.id DESC
+        LIMIT v_recent
+    ), candidates AS (
+        SELECT n.neighbor_id AS id, sum(n.score) AS raw,
+               (array_agg(r.id ORDER BY n.score DESC, r.id))[1:3] AS because
+        FROM recent r
+        JOIN feed.item_neighbors n ON n.post_id = r.id
+        GROUP BY n.neighbor_id
+    ), kept AS (
+        SELECT c.id, c.raw, c.because
+        FROM candidates c
+        JOIN feed.posts p ON p.post_id = c.id
+        WHERE NOT p.is_deleted AND p.visibility = 'public' AND p.media_ready
+          AND (p.duration_ms IS NULL OR p.duration_ms <= v_max_duration)
+          AND p.author_id <> p_user_id
+          AND NOT EXISTS (SELECT 1 FROM feed.interactions i WHERE i.user_id = p_user_id AND i.post_id = c.id)
+          AND NOT EXISTS (SELECT 1 FROM feed.hidden_posts h WHERE h.user_id = p_user_id AND h.post_id = c.id)
+    )
+    SELECT k.id, k.raw / max(k.raw) OVER (), k.because
+    FROM kept k
+    ORDER BY k.raw DESC, k.id
+    LIMIT p_limit;
 END
 $func$;
