@@ -254,8 +254,12 @@ BEGIN
     ), decayed AS (
         -- sum over later signals of ln(1 - |a_j|): how much of this one survives
         SELECT st.user_id, st.post_id, st.created_at, st.step,
-               coalesce(sum(ln(1 - abs(st.step))) OVER (PARTITION BY st.user_id ORDER BY st.created_at, st.interaction_id
-                                                        ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING), 0) AS log_survival
+               -- the same rows as "1 FOLLOWING .. UNBOUNDED FOLLOWING", framed so the running sum
+               -- is incremental (a frame ending at UNBOUNDED FOLLOWING is re-summed per row)
+               coalesce(sum(ln(1 - abs(st.step))) OVER (PARTITION BY st.user_id
+                                                        ORDER BY st.created_at DESC, st.interaction_id DESC
+                                                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
+                   AS log_survival
         FROM started st
         WHERE st.has_taste
     ), contributions AS (
