@@ -59,9 +59,11 @@ AS $func$
 $func$;
 
 -------------------------------------------------------------------------------
--- _posts_score_on_insert: a new post starts with its formula score, not zero,
--- so it can compete in the trending source before the next heartbeat
-CREATE OR REPLACE FUNCTION feed._posts_score_on_insert()
+-- _posts_rescore: a post's trending_score follows its counters: at insert (a
+-- new post competes in the trending source before the next heartbeat) and
+-- whenever a counter of the formula changes (seed 000 §4A, the "reflex"
+-- update), with the operator's weights
+CREATE OR REPLACE FUNCTION feed._posts_rescore()
 RETURNS trigger
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -80,4 +82,15 @@ $func$;
 
 CREATE OR REPLACE TRIGGER posts_score_on_insert
     BEFORE INSERT ON feed.posts
-    FOR EACH ROW EXECUTE FUNCTION feed._posts_score_on_insert();
+    FOR EACH ROW EXECUTE FUNCTION feed._posts_rescore();
+
+CREATE OR REPLACE TRIGGER posts_rescore
+    BEFORE UPDATE OF like_count, comment_count, share_count, gift_amount, tip_amount, created_at ON feed.posts
+    FOR EACH ROW
+    WHEN (OLD.like_count IS DISTINCT FROM NEW.like_count
+          OR OLD.comment_count IS DISTINCT FROM NEW.comment_count
+          OR OLD.share_count IS DISTINCT FROM NEW.share_count
+          OR OLD.gift_amount IS DISTINCT FROM NEW.gift_amount
+          OR OLD.tip_amount IS DISTINCT FROM NEW.tip_amount
+          OR OLD.created_at IS DISTINCT FROM NEW.created_at)
+    EXECUTE FUNCTION feed._posts_rescore();

@@ -209,7 +209,7 @@ $func$;
 
 -------------------------------------------------------------------------------
 -- _bump_post: add deltas to a post's engine counters; the posts_rescore
--- trigger recomputes trending_score in the same row update (the reflex)
+-- trigger (10_trending.sql) recomputes trending_score in the same row update
 CREATE OR REPLACE FUNCTION feed._bump_post(
     p_post_id bigint, p_likes integer DEFAULT 0, p_comments integer DEFAULT 0, p_shares integer DEFAULT 0,
     p_views integer DEFAULT 0, p_gift numeric DEFAULT 0, p_tip numeric DEFAULT 0,
@@ -234,37 +234,6 @@ AS $func$
         watch_ratio_sum = p.watch_ratio_sum + p_watch_ratio
     WHERE p.post_id = p_post_id
 $func$;
-
--------------------------------------------------------------------------------
--- _posts_rescore: when a counter of the formula changes, trending_score follows
--- at once (seed 000 §4A, the "reflex" update), with the operator's weights
-CREATE OR REPLACE FUNCTION feed._posts_rescore()
-RETURNS trigger
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $func$
-DECLARE
-    w record;
-BEGIN
-    w := feed._trending_weights();
-    NEW.trending_score := feed._trending_formula(
-        NEW.like_count, NEW.comment_count, NEW.share_count, NEW.gift_amount, NEW.tip_amount,
-        NEW.created_at, now(),
-        w.weight_likes, w.weight_comments, w.weight_shares, w.weight_gifts, w.weight_tips, w.gravity);
-    RETURN NEW;
-END
-$func$;
-
-CREATE OR REPLACE TRIGGER posts_rescore
-    BEFORE UPDATE OF like_count, comment_count, share_count, gift_amount, tip_amount, created_at ON feed.posts
-    FOR EACH ROW
-    WHEN (OLD.like_count IS DISTINCT FROM NEW.like_count
-          OR OLD.comment_count IS DISTINCT FROM NEW.comment_count
-          OR OLD.share_count IS DISTINCT FROM NEW.share_count
-          OR OLD.gift_amount IS DISTINCT FROM NEW.gift_amount
-          OR OLD.tip_amount IS DISTINCT FROM NEW.tip_amount
-          OR OLD.created_at IS DISTINCT FROM NEW.created_at)
-    EXECUTE FUNCTION feed._posts_rescore();
 
 -------------------------------------------------------------------------------
 -- record_interaction: one engagement event (contract §3.2); returns its id

@@ -40,8 +40,13 @@ BEGIN
     END IF;
     w := feed._trending_weights();
 
-    SELECT array_agg(p.post_id ORDER BY p.post_id) INTO v_ids
-    FROM feed.posts p WHERE p.created_at > v_now - p_window;
+    -- the window, and the posts that left it since the previous run (their final score)
+    SELECT j.last_run_at INTO v_last_run FROM feed.job_runs j WHERE j.job = 'heartbeat';
+    SELECT array_agg(p.post_id ORDER BY p.post_id),
+           count(*) FILTER (WHERE p.created_at <= v_now - p_window)
+    INTO v_ids, v_finalized
+    FROM feed.posts p
+    WHERE p.created_at > least(coalesce(v_last_run, v_now), v_now) - p_window;
 
     WHILE v_offset <= coalesce(cardinality(v_ids), 0) LOOP
         UPDATE feed.posts p
@@ -57,19 +62,9 @@ BEGIN
         v_offset := v_offset + v_batch_size;
     END LOOP;
 
-    -- the final score of posts that left the window since the previous run
-    SELECT j.last_run_at INTO v_last_run FROM feed.job_runs j WHERE j.job = 'heartbeat';
-    UPDATE feed.posts p
-    SET trending_score = feed._trending_formula(
-            p.like_count, p.comment_count, p.share_count, p.gift_amount, p.tip_amount, p.created_at, v_now,
-            w.weight_likes, w.weight_comments, w.weight_shares, w.weight_gifts, w.weight_tips, w.gravity)
-    WHERE p.created_at <= v_now - p_window
-      AND p.created_at > least(coalesce(v_last_run, v_now), v_now) - p_window;
-    GET DIAGNOSTICS v_finalized = ROW_COUNT;
-
     PERFORM feed._record_job_run('heartbeat', v_now,
-        jsonb_build_object('window', p_window::text, 'rescored', v_touched, 'finalized', v_finalized));
-    RETURN v_touched + v_finalized;
+        jsonb_build_object('window', p_window::text, 'rescored', v_touched - v_finalized, 'finalized', v_finalized));
+    RETURN v_touched;
 END
 $func$;
 
