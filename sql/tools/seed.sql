@@ -369,6 +369,10 @@ JOIN seed_posts p ON p.post_id = k.post_id
 ORDER BY k.m
 LIMIT __IMPRESSIONS__;
 
+-- fresh statistics before the rebuild: planned on empty-table estimates, its
+-- joins (post_embeddings above all) turn into nested loops over sequential scans
+ANALYZE feed.posts, feed.post_embeddings, feed.interactions, feed.impressions;
+
 -- step: rebuild
 SELECT feed._rebuild_derived_state();
 
