@@ -65,7 +65,8 @@ def echo_json(value) -> None:
 def console():
     from rich.console import Console
 
-    return Console(highlight=False)
+    # a pipe or a log file gets a wide page instead of rich's 80 columns
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
