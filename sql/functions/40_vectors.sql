@@ -388,6 +388,7 @@ DECLARE
     v_incremental boolean;
     v_changed bigint[];
     v_users bigint[];
+    v_batch bigint[];
     v_pairs double precision;
     v_buckets integer := 1;
     v_neighbor_rows bigint := 0;
@@ -525,11 +526,12 @@ BEGIN
     CREATE INDEX ON pg_temp._rec_neighbors (post_id);
     ANALYZE pg_temp._rec_neighbors;
 
-    -- per-viewer recommendations, a range of viewers per statement; the
+    -- per-viewer recommendations, v_users_per_batch viewers per statement; the
     -- history is read in viewer order so the ordered aggregate needs only a
     -- small sort per viewer
     SELECT coalesce(array_agg(DISTINCT h.user_id ORDER BY h.user_id), '{}') INTO v_users FROM pg_temp._rec_history h;
     WHILE v_offset <= cardinality(v_users) LOOP
+        v_batch := v_users[v_offset : v_offset + v_users_per_batch - 1];
         INSERT INTO feed.recommendations (user_id, post_id, score, algorithm, explanation, generated_at, expires_at)
         WITH candidates AS (
             SELECT h.user_id, n.neighbor_id AS post_id, sum(n.score) AS score,
@@ -539,22 +541,18 @@ BEGIN
             CROSS JOIN LATERAL (
                 SELECT i.neighbor_id, i.score FROM pg_temp._rec_neighbors i WHERE i.post_id = h.post_id OFFSET 0
             ) n
-            WHERE h.user_id BETWEEN v_users[v_offset]
-                                AND v_users[least(v_offset + v_users_per_batch - 1, cardinality(v_users))]
+            WHERE h.user_id = ANY (v_batch)
               AND h.recency <= v_history
             GROUP BY h.user_id, n.neighbor_id
         ), touched AS (
             SELECT DISTINCT i.user_id, i.post_id FROM feed.interactions i
-            WHERE i.user_id BETWEEN v_users[v_offset]
-                                AND v_users[least(v_offset + v_users_per_batch - 1, cardinality(v_users))]
+            WHERE i.user_id = ANY (v_batch)
         ), hidden AS (
             SELECT hp.user_id, hp.post_id FROM feed.hidden_posts hp
-            WHERE hp.user_id BETWEEN v_users[v_offset]
-                                 AND v_users[least(v_offset + v_users_per_batch - 1, cardinality(v_users))]
+            WHERE hp.user_id = ANY (v_batch)
         ), own AS (
             SELECT p.author_id AS user_id, p.post_id FROM feed.posts p
-            WHERE p.author_id BETWEEN v_users[v_offset]
-                                  AND v_users[least(v_offset + v_users_per_batch - 1, cardinality(v_users))]
+            WHERE p.author_id = ANY (v_batch)
         ), kept AS (
             SELECT c.user_id, c.post_id, c.score, c.because,
                    row_number() OVER (PARTITION BY c.user_id ORDER BY c.score DESC, c.post_id) AS rank,

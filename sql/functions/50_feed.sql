@@ -225,7 +225,7 @@ BEGIN
         v_has_recs := EXISTS (SELECT 1 FROM feed.recommendations r WHERE r.user_id = p_user_id AND r.expires_at > p_now);
         v_live := NOT v_has_recs AND to_regprocedure('feed._live_collaborative(bigint,integer)') IS NOT NULL;
         v_similar := to_regprocedure('feed._taste_candidates(bigint,integer)') IS NOT NULL
-                     AND EXISTS (SELECT 1 FROM feed.user_taste t WHERE t.user_id = p_user_id);
+                     AND EXISTS (SELECT 1 FROM feed.user_taste t WHERE t.user_id = p_user_id AND t.strength > 0);
     END IF;
 
     RETURN QUERY
@@ -396,7 +396,7 @@ BEGIN
     post_type_cap := coalesce((pr ->> 'post_type_cap')::double precision, 'Infinity');
     v_context_factors := v_connection_slow::int + v_big_screen::int + coalesce(v_night, false)::int;
     IF w_taste <> 0 THEN
-        SELECT t.taste INTO v_taste FROM feed.user_taste t WHERE t.user_id = p_user_id;
+        SELECT t.taste INTO v_taste FROM feed.user_taste t WHERE t.user_id = p_user_id AND t.strength > 0;
     END IF;
 
     RETURN QUERY
