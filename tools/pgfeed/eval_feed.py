@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import csv
 import tempfile
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 
-from . import evaluate, importer, install
+from . import evaluate, importer
 
 EVALUATION_SETTINGS = {"cooldown": "100 years"}
 CSV_COLUMNS = ("user", "item", "rating", "timestamp")
@@ -92,17 +90,7 @@ def run(path: Path, server_dsn: str, *, dataset: str = "ml100k", k: int = evalua
     else:
         items, ratings = evaluate.read_items(path), evaluate.read_ratings(path)
     split = evaluate.split_ratings(ratings, seed)
-    name = f"pgfeed_eval_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_dsn, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    params = conninfo_to_dict(server_dsn)
-    params["dbname"] = name
-    dsn = make_conninfo(**params)
-    try:
-        install.migrate(dsn)
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            for setting, value in EVALUATION_SETTINGS.items():
-                conn.execute("UPDATE feed.settings SET value = %s WHERE name = %s", [value, setting])
+    with evaluate.scratch_database(server_dsn, EVALUATION_SETTINGS, keep) as dsn:
         report = evaluate.Report(dataset=f"{dataset}:{path}", k=k, seed=seed)
         report.load = load_through_import(dsn, items, split.train)
         rankers = {f"pgfeed ({profile})": feed_ranker(profile), **evaluate.default_rankers(seed)}
@@ -113,7 +101,3 @@ def run(path: Path, server_dsn: str, *, dataset: str = "ml100k", k: int = evalua
         if keep:
             report.load["database"] = dsn
         return report
-    finally:
-        if not keep:
-            with psycopg.connect(server_dsn, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -53,6 +53,7 @@ import sys
 import time
 import uuid
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -314,14 +315,12 @@ def evaluate_loaded(conn: psycopg.Connection, split: Split, rankers: Mapping[str
     return report
 
 
-def run(path: Path, server_dsn: str, k: int = DEFAULT_K, seed: int = DEFAULT_SEED,
-        test_fraction: float = 0.2, rankers: Mapping[str, Ranker] | None = None,
-        settings: Mapping[str, str] | None = None, keep: bool = False) -> Report:
-    """Create a scratch database next to ``server_dsn``, migrate, load ``path``, evaluate, drop it."""
+@contextmanager
+def scratch_database(server_dsn: str, settings: Mapping[str, str] | None = None, keep: bool = False):
+    """A new database next to ``server_dsn``, migrated, with ``settings`` applied;
+    yields its DSN and drops it afterwards unless ``keep``."""
     from . import install
 
-    items, ratings = read_items(path), read_ratings(path)
-    split = split_ratings(ratings, seed, test_fraction)
     name = f"pgfeed_eval_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(server_dsn, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
@@ -333,16 +332,26 @@ def run(path: Path, server_dsn: str, k: int = DEFAULT_K, seed: int = DEFAULT_SEE
         with psycopg.connect(dsn, autocommit=True) as conn:
             for setting, value in (settings or {}).items():
                 conn.execute("UPDATE feed.settings SET value = %s WHERE name = %s", [value, setting])
-            report = Report(dataset=str(path), k=k, seed=seed)
-            report.load = load(conn, items, split.train)
-            evaluate_loaded(conn, split, rankers or default_rankers(seed), k, report)
-        if keep:
-            report.load["database"] = dsn
-        return report
+        yield dsn
     finally:
         if not keep:
             with psycopg.connect(server_dsn, autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run(path: Path, server_dsn: str, k: int = DEFAULT_K, seed: int = DEFAULT_SEED,
+        test_fraction: float = 0.2, rankers: Mapping[str, Ranker] | None = None,
+        settings: Mapping[str, str] | None = None, keep: bool = False) -> Report:
+    """Create a scratch database next to ``server_dsn``, migrate, load ``path``, evaluate, drop it."""
+    items, ratings = read_items(path), read_ratings(path)
+    split = split_ratings(ratings, seed, test_fraction)
+    with scratch_database(server_dsn, settings, keep) as dsn, psycopg.connect(dsn, autocommit=True) as conn:
+        report = Report(dataset=str(path), k=k, seed=seed)
+        report.load = load(conn, items, split.train)
+        evaluate_loaded(conn, split, rankers or default_rankers(seed), k, report)
+        if keep:
+            report.load["database"] = dsn
+        return report
 
 
 def format_report(report: Report) -> str:
