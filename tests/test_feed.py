@@ -285,6 +285,7 @@ def test_default_profile_weights(db):
 
 
 def test_hybrid_profile_is_seed_003(db):
+    db.execute("UPDATE feed.settings SET value = '0' WHERE name = 'epsilon'")  # no seeded exploration slot
     vec = lambda *xs: "[" + ",".join(str(x) for x in xs + (0,) * (384 - len(xs))) + "]"  # noqa: E731
     add_post(db, 1, author_id=50, age="24 hours", like_count=10, embedding=vec(1, 0))
     add_post(db, 2, author_id=51, age="48 hours", like_count=60, embedding=vec(0.6, 0.8))
