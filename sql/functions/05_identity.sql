@@ -71,39 +71,29 @@ END
 $func$;
 
 -------------------------------------------------------------------------------
--- _caller_is_restricted: whether the viewer rules bind this call. Inside a
--- SECURITY DEFINER function current_user is the owner, so the caller is the
--- role set with SET ROLE, or the session user when none is set. Restricted:
--- a member of pgfeed_viewer and of neither pgfeed_app nor pgfeed_admin; a
--- superuser never is.
-CREATE OR REPLACE FUNCTION feed._caller_is_restricted()
-RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $func$
-    SELECT coalesce((
-        SELECT NOT r.rolsuper
-               AND pg_has_role(r.oid, 'pgfeed_viewer', 'MEMBER')
-               AND NOT pg_has_role(r.oid, 'pgfeed_app', 'MEMBER')
-               AND NOT pg_has_role(r.oid, 'pgfeed_admin', 'MEMBER')
-        FROM pg_roles r
-        WHERE r.rolname = coalesce(nullif(current_setting('role'), 'none'), session_user::text)), false)
-$func$;
-
--------------------------------------------------------------------------------
 -- _authorize_viewer: a restricted caller acts only as itself: p_user_id must
 -- be feed.current_viewer(), or NULL where the anonymous feed allows it;
 -- otherwise 42501 naming p_user_id. Called first by every per-user function,
 -- before anything is read or written.
+--
+-- Restricted: the caller is a member of pgfeed_viewer and of neither
+-- pgfeed_app nor pgfeed_admin. Inside a SECURITY DEFINER function
+-- current_user is the owner, so the caller is the role set with SET ROLE, or
+-- the session user when none is set. A superuser counts as a member of every
+-- role, so it is never restricted. Three role-membership probes, no catalog
+-- query: this runs on every call of the hot path.
 CREATE OR REPLACE FUNCTION feed._authorize_viewer(p_user_id bigint, p_anonymous_allowed boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $func$
 DECLARE
+    v_caller name := coalesce(nullif(current_setting('role'), 'none'), session_user);
     v_viewer bigint;
 BEGIN
-    IF NOT feed._caller_is_restricted() THEN
+    IF NOT pg_has_role(v_caller, 'pgfeed_viewer', 'MEMBER')
+       OR pg_has_role(v_caller, 'pgfeed_app', 'MEMBER')
+       OR pg_has_role(v_caller, 'pgfeed_admin', 'MEMBER') THEN
         RETURN;
     END IF;
     IF p_user_id IS NULL AND p_anonymous_allowed THEN
