@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -183,7 +184,8 @@ def test_scheduled_maintenance_really_runs(cron_server_dsn, cron_db):
     name, dsn = cron_db
     with psycopg.connect(_with_dbname(cron_server_dsn, _cron_database(cron_server_dsn)), autocommit=True) as conn:
         version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'pg_cron'").fetchone()
-    major_minor = tuple(int(x) for x in (version[0] if version else "1.0").split(".")[:2])
+    numbers = re.findall(r"\d+", version[0] if version else "1.0")  # '1.6', or Debian's '1.4-1'
+    major_minor = (int(numbers[0]), int(numbers[1]) if len(numbers) > 1 else 0)
     every = "1 seconds" if major_minor >= (1, 5) else "* * * * *"  # seconds need pg_cron 1.5
     install_jobs(dsn, maintenance=every)
     try:
