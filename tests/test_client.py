@@ -275,28 +275,44 @@ def test_wrong_targets_are_refused():
 # transactions, pools and async
 
 
-def test_non_autocommit_connection_commits_alone_and_savepoints_inside(db, db_dsn):
-    world(db, 4)
-    with psycopg.connect(db_dsn) as conn:  # autocommit off
+def test_non_autocommit_connection_joins_the_callers_transaction(db, db_dsn):
+    world(db, 5)
+
+    def likes(*posts):
+        return db.execute("SELECT coalesce(sum(like_count), 0) FROM feed.posts WHERE post_id = ANY(%s)",
+                          [list(posts)]).fetchone()[0]
+
+    with psycopg.connect(db_dsn) as conn:  # autocommit off: the caller commits, never the client
         feed = Feed(conn)
-        # outside a transaction: the call commits on its own
         feed.record(42, 1, "like")
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        assert likes(1) == 0
+        conn.commit()
+        assert likes(1) == 1
+        # an error as the first statement rolls back only what it began
+        with pytest.raises(NotFound):
+            feed.record(42, 999, "like")
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-        assert db.execute("SELECT like_count FROM feed.posts WHERE post_id = 1").fetchone()[0] == 1
-        # inside the caller's transaction: an error leaves it usable, and the caller commits
+        # inside an open transaction: an error undoes only the failed call
         with conn.transaction():
             feed.record(42, 2, "like")
             with pytest.raises(NotFound):
                 feed.record(42, 999, "like")
+            with pytest.raises(InvalidArgument):
+                feed.page(42, size=0)
             feed.record(42, 3, "like")
-            assert db.execute("SELECT sum(like_count) FROM feed.posts WHERE post_id IN (2, 3)").fetchone()[0] == 0
-        assert db.execute("SELECT sum(like_count) FROM feed.posts WHERE post_id IN (2, 3)").fetchone()[0] == 2
-        # a rolled-back transaction takes the call with it
+            assert len(feed.page(42, size=2)) == 2
+            assert likes(2, 3) == 0
+        assert likes(2, 3) == 2
+        # a rolled-back transaction takes the calls with it
         with pytest.raises(RuntimeError):
             with conn.transaction():
                 feed.record(42, 4, "like")
                 raise RuntimeError
-        assert db.execute("SELECT like_count FROM feed.posts WHERE post_id = 4").fetchone()[0] == 0
+        assert likes(4) == 0
+        feed.record(42, 5, "like")
+        conn.rollback()
+        assert likes(5) == 0
 
 
 def test_pool(db, db_dsn):
@@ -340,10 +356,13 @@ def test_async_connection_and_pool(db, db_dsn):
                 await feed.record(42, 999, "like")
         async with await psycopg.AsyncConnection.connect(db_dsn) as conn:  # autocommit off
             feed = AsyncFeed(conn)
+            with pytest.raises(NotFound):
+                await feed.record(43, 999, "like")
             await feed.record(43, 1, "like")
             with pytest.raises(NotFound):
                 await feed.record(43, 999, "like")
             assert len(await feed.page(43, size=3)) == 3
+            await conn.commit()
         async with AsyncConnectionPool(db_dsn, min_size=1, max_size=2, open=False) as pool:
             feed = AsyncFeed(pool)
             pages = await asyncio.gather(feed.page(44, size=4), feed.page(45, size=4))

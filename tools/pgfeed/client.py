@@ -18,14 +18,16 @@ dataclasses and its errors turned into exceptions by SQLSTATE::
 ``Feed`` takes a psycopg ``Connection`` or a psycopg_pool ``ConnectionPool``;
 ``AsyncFeed`` takes an ``AsyncConnection`` or an ``AsyncConnectionPool``.
 
-Transactions: with a pool, each call borrows a connection for that one call
-(the pool commits on success and rolls back on error). With a connection in
-autocommit mode each call is its own transaction. With a connection that is
-not in autocommit mode, a call made outside a transaction runs in a
-transaction of its own that is committed when the call returns; a call made
-inside the caller's open transaction runs in a savepoint, so a call that raises
-leaves the caller's transaction usable (and, as every pgfeed function, writes
-nothing) while a call that succeeds is committed with the caller's transaction.
+Transactions: the client never commits a connection it was given.
+
+- With a pool, each call borrows a connection for that one call (the pool
+  commits on success and rolls back on error).
+- With a connection in autocommit mode, each call is its own transaction.
+- With a connection not in autocommit mode (psycopg's default, and Django's
+  inside ``atomic``), a call joins the caller's transaction, which the caller
+  commits or rolls back. A call that raises undoes only itself: inside an open
+  transaction it runs in a savepoint, so the transaction stays usable; as the
+  first statement of a transaction, the transaction it began is rolled back.
 """
 
 from __future__ import annotations
@@ -196,6 +198,29 @@ def _ids(post_ids: Iterable[int]) -> list[int]:
     return [int(p) for p in post_ids]
 
 
+_IDLE = psycopg.pq.TransactionStatus.IDLE
+_INTRANS = psycopg.pq.TransactionStatus.INTRANS
+
+
+@contextmanager
+def _joined(conn: psycopg.Connection) -> Iterator[None]:
+    """Inside the caller's open transaction, a savepoint; otherwise nothing."""
+    if not conn.autocommit and conn.info.transaction_status == _INTRANS:
+        with conn.transaction():
+            yield
+    else:
+        yield
+
+
+@asynccontextmanager
+async def _ajoined(conn: psycopg.AsyncConnection) -> AsyncIterator[None]:
+    if not conn.autocommit and conn.info.transaction_status == _INTRANS:
+        async with conn.transaction():
+            yield
+    else:
+        yield
+
+
 # ------------------------------------------------------------- synchronous
 
 
@@ -215,12 +240,16 @@ class Feed:
         try:
             if isinstance(self._target, psycopg.Connection):
                 conn = self._target
-                if conn.autocommit:
-                    with conn.cursor() as cur:
+                if conn.autocommit or conn.info.transaction_status != _IDLE:
+                    with _joined(conn), conn.cursor() as cur:
                         yield cur
                 else:
-                    with conn.transaction(), conn.cursor() as cur:
-                        yield cur
+                    try:
+                        with conn.cursor() as cur:
+                            yield cur
+                    except BaseException:
+                        conn.rollback()  # only this call was in the transaction it began
+                        raise
             else:
                 with self._target.connection() as conn, conn.cursor() as cur:
                     yield cur
@@ -306,12 +335,16 @@ class AsyncFeed:
         try:
             if isinstance(self._target, psycopg.AsyncConnection):
                 conn = self._target
-                if conn.autocommit:
-                    async with conn.cursor() as cur:
+                if conn.autocommit or conn.info.transaction_status != _IDLE:
+                    async with _ajoined(conn), conn.cursor() as cur:
                         yield cur
                 else:
-                    async with conn.transaction(), conn.cursor() as cur:
-                        yield cur
+                    try:
+                        async with conn.cursor() as cur:
+                            yield cur
+                    except BaseException:
+                        await conn.rollback()  # only this call was in the transaction it began
+                        raise
             else:
                 async with self._target.connection() as conn, conn.cursor() as cur:
                     yield cur
