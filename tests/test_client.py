@@ -403,3 +403,18 @@ def test_readme_python_tour_runs(db, db_dsn, capsys):
     assert "22023" in out
     assert db.execute("SELECT count(*) FROM feed.interactions WHERE user_id = 42 AND action = 'like'"
                       ).fetchone()[0] == 1
+
+
+def test_reasons_are_dicts_even_where_the_connection_loads_jsonb_as_text(db, db_dsn):
+    """Django registers a text loader for jsonb on its connections; the client's records stay typed."""
+    from psycopg.types.string import TextLoader
+
+    world(db, 4)
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        conn.adapters.register_loader("jsonb", TextLoader)
+        assert isinstance(conn.execute("SELECT '{}'::jsonb").fetchone()[0], str)
+        feed = Feed(conn)
+        page = feed.page(42, size=3)
+        assert all(isinstance(item.reasons, dict) for item in page)
+        assert isinstance(feed.explain(42, 1), dict)
+        assert isinstance(conn.execute("SELECT '{}'::jsonb").fetchone()[0], str)  # left as it was

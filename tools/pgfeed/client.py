@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Iterable, Iterator, Sequence
 
 import psycopg
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, JsonbBinaryLoader, JsonbLoader
 
 __all__ = [
     "AsyncFeed",
@@ -198,6 +198,14 @@ def _ids(post_ids: Iterable[int]) -> list[int]:
     return [int(p) for p in post_ids]
 
 
+def _prepared(cur):
+    """jsonb as Python objects on this cursor, whatever the connection's own loaders
+    (Django, for one, loads jsonb as text on its connections)."""
+    cur.adapters.register_loader("jsonb", JsonbLoader)
+    cur.adapters.register_loader("jsonb", JsonbBinaryLoader)
+    return cur
+
+
 _IDLE = psycopg.pq.TransactionStatus.IDLE
 _INTRANS = psycopg.pq.TransactionStatus.INTRANS
 
@@ -242,17 +250,17 @@ class Feed:
                 conn = self._target
                 if conn.autocommit or conn.info.transaction_status != _IDLE:
                     with _joined(conn), conn.cursor() as cur:
-                        yield cur
+                        yield _prepared(cur)
                 else:
                     try:
                         with conn.cursor() as cur:
-                            yield cur
+                            yield _prepared(cur)
                     except BaseException:
                         conn.rollback()  # only this call was in the transaction it began
                         raise
             else:
                 with self._target.connection() as conn, conn.cursor() as cur:
-                    yield cur
+                    yield _prepared(cur)
         except psycopg.Error as exc:
             mapped = _translate(exc)
             if mapped is None:
@@ -337,17 +345,17 @@ class AsyncFeed:
                 conn = self._target
                 if conn.autocommit or conn.info.transaction_status != _IDLE:
                     async with _ajoined(conn), conn.cursor() as cur:
-                        yield cur
+                        yield _prepared(cur)
                 else:
                     try:
                         async with conn.cursor() as cur:
-                            yield cur
+                            yield _prepared(cur)
                     except BaseException:
                         await conn.rollback()  # only this call was in the transaction it began
                         raise
             else:
                 async with self._target.connection() as conn, conn.cursor() as cur:
-                    yield cur
+                    yield _prepared(cur)
         except psycopg.Error as exc:
             mapped = _translate(exc)
             if mapped is None:
