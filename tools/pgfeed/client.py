@@ -229,6 +229,21 @@ async def _ajoined(conn: psycopg.AsyncConnection) -> AsyncIterator[None]:
         yield
 
 
+def _rollback_quietly(conn: psycopg.Connection) -> None:
+    """Roll back after a failed call; a broken connection must not hide the call's own error."""
+    try:
+        conn.rollback()
+    except psycopg.Error:
+        pass
+
+
+async def _arollback_quietly(conn: psycopg.AsyncConnection) -> None:
+    try:
+        await conn.rollback()
+    except psycopg.Error:
+        pass
+
+
 # ------------------------------------------------------------- synchronous
 
 
@@ -256,7 +271,7 @@ class Feed:
                         with conn.cursor() as cur:
                             yield _prepared(cur)
                     except BaseException:
-                        conn.rollback()  # only this call was in the transaction it began
+                        _rollback_quietly(conn)  # only this call was in the transaction it began
                         raise
             else:
                 with self._target.connection() as conn, conn.cursor() as cur:
@@ -351,7 +366,7 @@ class AsyncFeed:
                         async with conn.cursor() as cur:
                             yield _prepared(cur)
                     except BaseException:
-                        await conn.rollback()  # only this call was in the transaction it began
+                        await _arollback_quietly(conn)  # only this call was in the transaction it began
                         raise
             else:
                 async with self._target.connection() as conn, conn.cursor() as cur:
