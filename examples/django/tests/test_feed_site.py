@@ -8,6 +8,7 @@ import json
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection
+from django.db.utils import ProgrammingError
 
 from social.models import Follow, Post
 
@@ -175,3 +176,31 @@ def test_in_autocommit_as_in_production(client, people):
         assert feed_row(post.pk)[5] == 1
     finally:
         post.delete()  # the trigger marks it deleted in feed.posts (Django's flush truncates without triggers)
+
+
+def test_as_an_app_role_with_pgfeed_app_only(client, people):
+    """What the README asks of production: the app's database user, not a superuser, with
+    `GRANT pgfeed_app` and its own tables. (Role and grants are rolled back with the test.)"""
+    alice, bob, _ = people
+    with connection.cursor() as cur:
+        cur.execute("CREATE ROLE feedsite_app_test NOLOGIN")
+        cur.execute("GRANT pgfeed_app TO feedsite_app_test")
+        cur.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO feedsite_app_test")
+        cur.execute("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO feedsite_app_test")
+        cur.execute("SET LOCAL ROLE feedsite_app_test")
+        cur.execute("SELECT current_user")
+        assert cur.fetchone()[0] == "feedsite_app_test"
+    post = Post.objects.create(author=bob, body="as the app", category="art")
+    Follow.objects.create(follower=alice, followee=bob)
+    assert feed_row(post.pk)[:2] == (bob.pk, "art")
+    client.force_login(alice)
+    items = client.get("/feed/", {"size": 3}).json()["items"]
+    assert [i["post_id"] for i in items] == [post.pk]
+    assert client.post(f"/posts/{post.pk}/like/").status_code == 200
+    assert feed_row(post.pk)[5] == 1
+    with connection.cursor() as cur:  # the engine's own tables stay closed to the app
+        cur.execute("SAVEPOINT before_denied")
+        with pytest.raises(ProgrammingError) as excinfo:
+            cur.execute("SELECT count(*) FROM feed.settings")
+        cur.execute("ROLLBACK TO SAVEPOINT before_denied")
+    assert "permission denied" in str(excinfo.value)
