@@ -215,7 +215,7 @@ def test_an_unmigrated_database_is_refused(cron_server_dsn):
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
         result = run_cli("schedule", "install", "--dsn", _with_dbname(cron_server_dsn, name))
-        assert result.exit_code == 2
+        assert result.exit_code == 4
         assert "no pgfeed schema" in result.output and "pgfeed migrate" in result.output
     finally:
         with psycopg.connect(cron_server_dsn, autocommit=True) as conn:
@@ -235,5 +235,20 @@ def test_without_pg_cron_loaded_install_fails_clearly(db_dsn):
     assert "pg_cron is not installed" in message or "shared_preload_libraries" in message
     for command in ("install", "list", "remove"):
         result = run_cli("schedule", command, "--dsn", db_dsn)
-        assert result.exit_code == 2, result.output
+        assert result.exit_code == 1, result.output
         assert "pg_cron" in result.output and "Traceback" not in result.output
+
+
+def test_a_bad_schedule_is_refused_and_changes_nothing(cron_server_dsn, cron_db):
+    name, dsn = cron_db
+    install_jobs(dsn)
+    before = _cron_rows(cron_server_dsn, name)
+    result = run_cli("schedule", "install", "--dsn", dsn, "--maintenance", "every tuesday")
+    assert result.exit_code == 1 and "every tuesday" in result.output and "Traceback" not in result.output
+    assert _cron_rows(cron_server_dsn, name) == before
+    # both jobs or neither: a good maintenance schedule is not applied beside a bad one
+    result = run_cli("schedule", "install", "--dsn", dsn, "--maintenance", "*/5 * * * *",
+                     "--recommendations", "nightly-ish")
+    assert result.exit_code == 1 and "nightly-ish" in result.output
+    assert _cron_rows(cron_server_dsn, name) == before
+    remove_jobs(dsn)

@@ -39,10 +39,19 @@ COMMANDS = {
 }
 
 
+# exit codes of the pgfeed command line: 1 a command failed, 4 no pgfeed schema
+EXIT_FAILURE = 1
+EXIT_NOT_MIGRATED = 4
+
+
 class ScheduleError(click.ClickException):
     """pg_cron is missing, not loaded, or pgfeed is not installed where the jobs would run."""
 
-    exit_code = 2
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILURE):
+        super().__init__(message)
+        self.exit_code = exit_code
 
     def format_message(self) -> str:
         return self.message
@@ -89,7 +98,8 @@ def locate_cron(dsn: str, create_extension: bool = True) -> CronPlace:
     with psycopg.connect(dsn, autocommit=True) as conn:
         target = _database_of(conn)
         if conn.execute("SELECT to_regprocedure('feed.run_maintenance()') IS NULL").fetchone()[0]:
-            raise ScheduleError(f"database {target!r} has no pgfeed schema; run `pgfeed migrate` first")
+            raise ScheduleError(f"database {target!r} has no pgfeed schema; run `pgfeed migrate` first",
+                                EXIT_NOT_MIGRATED)
         available = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'pg_cron'").fetchone()
         cron_database = conn.execute("SELECT current_setting('cron.database_name', true)").fetchone()[0]
         preload = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()[0]
@@ -135,10 +145,10 @@ def install_jobs(dsn: str, maintenance: str = DEFAULT_MAINTENANCE_SCHEDULE,
         in_database = conn.execute(
             "SELECT to_regprocedure('cron.schedule_in_database(text,text,text,text,text,boolean)') IS NOT NULL"
         ).fetchone()[0]
-        for kind, schedule in schedules.items():
-            name = job_name(kind, place.target_database)
-            try:
-                with conn.transaction():
+        try:
+            with conn.transaction():  # both jobs or neither
+                for kind, schedule in schedules.items():
+                    name = job_name(kind, place.target_database)
                     if place.target_database == place.cron_database:
                         conn.execute("SELECT cron.schedule(%s, %s, %s)", [name, schedule, COMMANDS[kind]])
                     elif in_database:
@@ -148,9 +158,9 @@ def install_jobs(dsn: str, maintenance: str = DEFAULT_MAINTENANCE_SCHEDULE,
                         raise ScheduleError(
                             f"this pg_cron is too old to run jobs in another database (needs 1.4 or newer): "
                             f"set cron.database_name = {place.target_database!r}, or upgrade pg_cron")
-            except psycopg.Error as exc:
-                raise ScheduleError(f"pg_cron refused job {name!r} ({schedule!r}): "
-                                    f"{exc.diag.message_primary or exc}") from exc
+        except psycopg.Error as exc:
+            raise ScheduleError(f"pg_cron refused job {name!r} ({schedule!r}): "
+                                f"{exc.diag.message_primary or exc}") from exc
     return list_jobs(dsn, place)
 
 
