@@ -948,3 +948,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+from .cli_schedule import schedule; cli.add_command(schedule)  # noqa: E402,E702  (pgfeed schedule)
