@@ -1,26 +1,141 @@
 """The pgfeed command line. Thin by design: every command calls SQL and prints;
-none ranks, filters or scores."""
+none ranks, filters or scores.
+
+Conventions every command follows (docs/cli.md):
+- the database comes from --dsn, PGFEED_DSN, DATABASE_URL, libpq's PG* variables,
+  then the embedded server (pgfeed.database.resolve_dsn);
+- an error is one line on stderr, ``pgfeed: error [SQLSTATE]: message`` (the
+  SQLSTATE only when the server gave one), never a traceback;
+- exit codes: EXIT_OK 0, EXIT_FAILURE 1, EXIT_USAGE 2, EXIT_UNAVAILABLE 3,
+  EXIT_NOT_MIGRATED 4, 130 when interrupted;
+- ``--json`` prints one JSON document on stdout instead of tables;
+- progress (rich) goes to stderr, and only to a terminal (or PGFEED_PROGRESS=1).
+
+Commands added by other modules register with one ``cli.add_command(...)`` line
+at the end of this file.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from . import __version__, database, install
 
-DSN_HELP = "PostgreSQL DSN. Default: $PGFEED_DSN, then $DATABASE_URL, then the embedded server."
+DSN_HELP = ("PostgreSQL DSN. Default: $PGFEED_DSN, then $DATABASE_URL, then libpq's PG* variables, "
+            "then the embedded server.")
 DATA_DIR_HELP = "Data directory of the embedded server. Default: $PGFEED_DATA_DIR or a per-user directory."
 
+EXIT_OK = 0
+EXIT_FAILURE = 1       # a command failed: the database refused a call, a check failed, a bad file
+EXIT_USAGE = 2         # the command line itself is wrong (click's usage errors)
+EXIT_UNAVAILABLE = 3   # the database cannot be reached, or the embedded server cannot start
+EXIT_NOT_MIGRATED = 4  # the database has no pgfeed schema, or an old one: run pgfeed migrate
+EXIT_INTERRUPTED = 130
 
-class NotMigrated(click.ClickException):
-    exit_code = 2
+
+class PgfeedError(click.ClickException):
+    """One error line: ``pgfeed: error [SQLSTATE]: message``."""
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, message: str, sqlstate: str | None = None, exit_code: int | None = None):
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def format_line(self) -> str:
+        code = f" [{self.sqlstate}]" if self.sqlstate else ""
+        return f"pgfeed: error{code}: {self.message}"
+
+    def show(self, file=None) -> None:
+        click.echo(self.format_line(), err=True)
+
+
+class NotMigrated(PgfeedError):
+    exit_code = EXIT_NOT_MIGRATED
 
     def __init__(self):
         super().__init__("this database has no pgfeed schema (or an old one); run `pgfeed migrate` first")
+
+
+def _first_line(text: str) -> str:
+    text = str(text).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def translate(exc: BaseException) -> PgfeedError | None:
+    """The one-line error for an exception a command let through, or None when it is a bug."""
+    import psycopg
+
+    from .importer import ImportFailed
+    from .seed import SeedError
+
+    if isinstance(exc, PgfeedError):
+        return exc
+    if isinstance(exc, database.DatabaseUnavailable):
+        return PgfeedError(str(exc), exit_code=EXIT_UNAVAILABLE)
+    if isinstance(exc, install.MigrationError):
+        return PgfeedError(str(exc))
+    if isinstance(exc, psycopg.Error):
+        sqlstate = exc.sqlstate
+        if isinstance(exc, psycopg.OperationalError) and (
+                sqlstate is None or sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")):
+            reason = _first_line(exc) or type(exc).__name__
+            return PgfeedError(f"cannot reach the database: {reason}", sqlstate, EXIT_UNAVAILABLE)
+        if sqlstate is None and isinstance(exc, psycopg.ProgrammingError) and (
+                any(word in str(exc).lower() for word in ("dsn", "connection option", "connection info"))):
+            return PgfeedError(f"cannot reach the database: {_first_line(exc)}", None, EXIT_UNAVAILABLE)
+        if sqlstate in ("3F000",) or (sqlstate in ("42P01", "42883") and "feed." in str(exc)):
+            return NotMigrated()
+        message = (exc.diag.message_primary if exc.diag else None) or _first_line(exc) or type(exc).__name__
+        return PgfeedError(message, sqlstate)
+    if isinstance(exc, (ImportFailed, SeedError)):
+        return PgfeedError(str(exc))
+    if isinstance(exc, click.UsageError):
+        return None  # shown by main with its hint
+    if isinstance(exc, click.ClickException):
+        return PgfeedError(exc.format_message(), exit_code=exc.exit_code)
+    if isinstance(exc, (OSError, ValueError)):
+        return PgfeedError(_first_line(exc) or type(exc).__name__)
+    return None
+
+
+class PgfeedGroup(click.Group):
+    """The top-level group: runs a command and turns whatever it raises into the
+    one error line and exit code of docs/cli.md (also under click's CliRunner)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            result = super().main(args, prog_name or "pgfeed", complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            click.echo(f"pgfeed: error: {exc.format_message()}", err=True)
+            if exc.ctx is not None:
+                click.echo(f"Try '{exc.ctx.command_path} --help' for help.", err=True)
+            sys.exit(EXIT_USAGE)
+        except (click.exceptions.Abort, KeyboardInterrupt):
+            click.echo("pgfeed: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except Exception as exc:  # noqa: BLE001 - every error gets the one format
+            error = translate(exc)
+            if error is None:
+                if os.environ.get("PGFEED_DEBUG"):
+                    raise
+                error = PgfeedError(f"internal error ({type(exc).__name__}: {_first_line(exc)}); "
+                                    "set PGFEED_DEBUG=1 for the traceback and report it")
+            error.show()
+            sys.exit(error.exit_code)
+        sys.exit(result if isinstance(result, int) else EXIT_OK)
 
 
 class Context:
@@ -34,8 +149,13 @@ class Context:
     @property
     def dsn(self) -> str:
         if self._dsn is None:
-            self._dsn = database.resolve_dsn(self.dsn_option, self.data_dir)
+            self._dsn = database.resolve_dsn(self.dsn_option, self.data_dir, progress=server_progress)
         return self._dsn
+
+    @property
+    def embedded(self) -> bool:
+        """True when the commands go to the embedded server (no DSN was named)."""
+        return database.configured_dsn(self.dsn_option) is None
 
     def connect(self, require_schema: bool = True):
         import psycopg
@@ -45,6 +165,11 @@ class Context:
             conn.close()
             raise NotMigrated()
         return conn
+
+
+def server_progress(message: str) -> None:
+    """What the embedded server says while it starts (crash recovery), on stderr."""
+    click.echo(f"pgfeed: server: {message}", err=True)
 
 
 def dsn_options(func):
@@ -62,14 +187,127 @@ def echo_json(value) -> None:
     click.echo(json.dumps(value, default=str))
 
 
-def console():
+def console(stderr: bool = False):
     from rich.console import Console
 
+    stream = sys.stderr if stderr else sys.stdout
     # a pipe or a log file gets a wide page instead of rich's 80 columns
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+    return Console(highlight=False, width=None if stream.isatty() else 140, stderr=stderr,
+                   file=stream)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def esc(value) -> str:
+    """Data shown through rich: its brackets print literally ([follows author])."""
+    from rich.markup import escape
+
+    return escape(str(value))
+
+
+def plain_table(*columns, title: str | None = None, **kwargs):
+    from rich.table import Table
+
+    table = Table(title=esc(title) if title else None, title_justify="left", **kwargs)
+    for column in columns:
+        if isinstance(column, tuple):
+            table.add_column(column[0], justify=column[1])
+        else:
+            table.add_column(column)
+    return table
+
+
+# ---------------------------------------------------------------------------
+# readable numbers
+
+def human_duration(seconds: float) -> str:
+    """15 s, 4 min 10 s, 3 h 5 min, 2 d 4 h."""
+    seconds = float(seconds)
+    if seconds < 0:
+        return "-" + human_duration(-seconds)
+    if seconds < 10:
+        return f"{seconds:.1f} s" if seconds % 1 else f"{seconds:.0f} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, sec = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {sec} s" if sec else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+_TIMEDELTA = re.compile(r"(?:(-?\d+) days?, )?(\d+):(\d\d):(\d\d)(?:\.\d+)?")
+
+
+def humanize_timedeltas(text: str) -> str:
+    """Python's str(timedelta) ('0:00:15.451418', '3 days, 1:02:03') in a text, made readable."""
+    def replace(match):
+        days, hours, minutes, secs = (int(g) if g else 0 for g in match.groups())
+        return human_duration(days * 86400 + hours * 3600 + minutes * 60 + secs)
+
+    return _TIMEDELTA.sub(replace, text)
+
+
+def progress_enabled() -> bool:
+    """Progress goes to stderr, only when a person watches it (or PGFEED_PROGRESS=1)."""
+    flag = os.environ.get("PGFEED_PROGRESS", "").strip().lower()
+    if flag in ("0", "false", "no"):
+        return False
+    return flag in ("1", "true", "yes") or sys.stderr.isatty()
+
+
+class _NoProgress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def add_task(self, *args, **kwargs):
+        return 0
+
+    def update(self, *args, **kwargs):
+        pass
+
+
+def progress_display():
+    """A rich Progress on stderr (a bar with counts and elapsed time), or a silent stand-in."""
+    if not progress_enabled():
+        return _NoProgress()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(SpinnerColumn(), TextColumn("{task.description:<30}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console(stderr=True), transient=False)
+
+
+@contextmanager
+def spinner(description: str):
+    """A spinner with elapsed time around one long SQL statement."""
+    with progress_display() as bar:
+        task = bar.add_task(description, total=None)
+        yield
+        bar.update(task, total=1, completed=1)
+
+
+def progress_bar():
+    """A rich progress callback (name, done, total) and its context manager:
+    one line per stage, a stage finished when the next begins."""
+    bar = progress_display()
+    current: dict = {}
+
+    def report(name: str, done: int, total: int) -> None:
+        if current.get("name") != name:
+            if current:
+                bar.update(current["task"], completed=current["total"])
+            current.update(name=name, task=bar.add_task(esc(name), total=total or None), total=total or 1)
+        bar.update(current["task"], completed=done, total=total or None)
+        current["total"] = total or 1
+
+    return bar, report
+
+
+@click.group(cls=PgfeedGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="pgfeed")
 def cli():
     """pgfeed: a personalized feed-ranking engine inside PostgreSQL.
@@ -79,6 +317,9 @@ def cli():
         pgfeed demo                    # the tour: migrate, seed, rank, explain
         pgfeed migrate --dsn postgresql://app@db/app
         pgfeed feed 42 --page-size 12
+
+    Errors print one line, `pgfeed: error [SQLSTATE]: ...`. Exit codes: 0 ok,
+    1 failure, 2 usage error, 3 database unavailable, 4 not migrated.
     """
 
 
@@ -151,8 +392,17 @@ def _status(dsn: str) -> dict:
             info["embedding_dim"] = install.embedding_dimension(conn)
             info["posts"] = conn.execute("SELECT count(*) FROM feed.posts").fetchone()[0]
             info["interactions"] = conn.execute("SELECT count(*) FROM feed.interactions").fetchone()[0]
+            if conn.execute("SELECT to_regclass('feed.job_runs') IS NOT NULL").fetchone()[0]:
+                ages = dict(conn.execute(
+                    "SELECT job, extract(epoch FROM now() - last_run_at)::float8 FROM feed.job_runs").fetchall())
+                info["heartbeat_seconds_ago"] = ages.get("heartbeat")
+                info["recommendations_seconds_ago"] = ages.get("build_recommendations")
     info["migrated"] = info["revision"] == info["head"]
     return info
+
+
+STATUS_LABELS = {"server_version": "server", "heartbeat_seconds_ago": "last heartbeat",
+                 "recommendations_seconds_ago": "last recs build", "embedding_dim": "embedding dim"}
 
 
 def _print_status(dsn: str, as_json: bool = False) -> None:
@@ -161,7 +411,9 @@ def _print_status(dsn: str, as_json: bool = False) -> None:
         echo_json(info)
         return
     for key, value in info.items():
-        click.echo(f"{key:>15}: {value}")
+        if key.endswith("_seconds_ago"):
+            value = "never" if value is None else f"{human_duration(value)} ago"
+        click.echo(f"{STATUS_LABELS.get(key, key):>16}: {value}")
 
 
 @cli.group()
@@ -174,29 +426,46 @@ def data_dir_option(func):
                         help=DATA_DIR_HELP)(func)
 
 
+def _server_json(status_) -> dict:
+    return {"running": status_.running, "pid": status_.pid, "data_dir": str(status_.data_dir),
+            "dsn": status_.dsn() if status_.running else None}
+
+
 @server.command("start")
 @data_dir_option
-def server_start(data_dir):
+@json_option
+def server_start(data_dir, as_json):
     """Start the embedded server (initializing it on first use).
+
+    After a crash the server replays its write-ahead log before it accepts
+    connections; this waits for that, printing what the server reports.
 
     \b
     Example:
         pgfeed server start && psql "$(pgfeed server url)"
     """
-    status_ = database.start_embedded(data_dir)
-    click.echo(f"running (pid {status_.pid}) in {status_.data_dir}")
+    status_ = database.start_embedded(data_dir, progress=server_progress)
+    if as_json:
+        echo_json(_server_json(status_))
+    else:
+        click.echo(f"running (pid {status_.pid}) in {status_.data_dir}")
 
 
 @server.command("stop")
 @data_dir_option
-def server_stop(data_dir):
+@json_option
+def server_stop(data_dir, as_json):
     """Stop the embedded server.
 
     \b
     Example:
         pgfeed server stop
     """
-    click.echo("stopped" if database.stop_embedded(data_dir) else "not running")
+    stopped = database.stop_embedded(data_dir)
+    if as_json:
+        echo_json({"stopped": stopped})
+    else:
+        click.echo("stopped" if stopped else "not running")
 
 
 @server.command("status")
@@ -211,33 +480,46 @@ def server_status(data_dir, as_json):
     """
     status_ = database.embedded_status(data_dir)
     if as_json:
-        echo_json({"running": status_.running, "pid": status_.pid, "data_dir": str(status_.data_dir),
-                   "dsn": status_.dsn() if status_.running else None})
+        echo_json(_server_json(status_))
     elif status_.running:
         click.echo(f"running (pid {status_.pid}) in {status_.data_dir}\n{status_.dsn()}")
     else:
         click.echo(f"not running (data directory {status_.data_dir})")
     if not status_.running:
-        sys.exit(3)
+        sys.exit(EXIT_UNAVAILABLE)
 
 
 @server.command("url")
+@click.option("--database", "database_name", default=database.EMBEDDED_DATABASE, show_default=True,
+              help="The database the URL names (pgfeed's own is the default).")
 @data_dir_option
-def server_url(data_dir):
+@json_option
+def server_url(database_name, data_dir, as_json):
     """Print a DSN of the embedded server that psql and psycopg accept (starts it if needed).
+
+    The default database, pgfeed, is where every command without --dsn works
+    (and where pgfeed demo builds its world).
 
     \b
     Example:
         psql "$(pgfeed server url)" -c 'SELECT * FROM feed.settings'
+        psql "$(pgfeed server url --database postgres)"
     """
-    click.echo(database.start_embedded(data_dir).dsn())
+    dsn = database.start_embedded(data_dir, progress=server_progress).dsn(database_name)
+    if as_json:
+        echo_json({"dsn": dsn, "database": database_name})
+    else:
+        click.echo(dsn)
 
 
 # ---------------------------------------------------------------------------
 # reading the feed
 
 def _context_json(mode, profile, extra):
-    context = json.loads(extra) if extra else {}
+    try:
+        context = json.loads(extra) if extra else {}
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON ({exc}); e.g. '{{\"connection\": \"3g\"}}'", param_hint="--context")
     if not isinstance(context, dict):
         raise click.BadParameter("must be a JSON object", param_hint="--context")
     if mode:
@@ -268,13 +550,14 @@ def fetch_page(conn, viewer, page_size, cursor, context) -> list[dict]:
 
 
 def top_reasons(reasons: dict, n: int = 3) -> str:
+    reasons = reasons or {}
     contributions = reasons.get("contributions") or {}
     best = sorted(((v, k) for k, v in contributions.items() if v), reverse=True)[:n]
     text = ", ".join(f"{k} {v:.3g}" for v, k in best)
     diversity = (reasons.get("multipliers") or {}).get("author_diversity")
     if diversity is not None and diversity < 1:
         text += f", author x{diversity:.2f}"
-    return text or reasons.get("mode", "")
+    return text or str(reasons.get("mode", ""))
 
 
 def page_table(conn, rows: list[dict], title: str):
@@ -285,15 +568,15 @@ def page_table(conn, rows: list[dict], title: str):
         details = {r[0]: r[1:] for r in conn.execute(
             "SELECT post_id, category, post_type FROM feed.posts WHERE post_id = ANY(%s)",
             [[row["post_id"] for row in rows]])}
-    table = Table(title=title, title_justify="left")
+    table = Table(title=esc(title), title_justify="left")
     for column, justify in (("rank", "right"), ("post", "right"), ("author", "right"), ("category", "left"),
                             ("type", "left"), ("source", "left"), ("score", "right"), ("why", "left")):
         table.add_column(column, justify=justify)
     for row in rows:
         category, post_type = details.get(row["post_id"], ("?", "?"))
         source = row["source"] + (" (seen)" if row["is_repeat"] else "")
-        table.add_row(str(row["rank"]), str(row["post_id"]), str(row["author_id"]), category, post_type, source,
-                      f"{row['score']:.4g}", top_reasons(row["reasons"]))
+        table.add_row(str(row["rank"]), str(row["post_id"]), str(row["author_id"]), esc(category), esc(post_type),
+                      esc(source), f"{row['score']:.4g}", esc(top_reasons(row["reasons"])))
     return table
 
 
@@ -325,7 +608,7 @@ def feed(user, page_size, cursor, mode, profile, extra, dsn, data_dir, as_json):
         out = console()
         out.print(page_table(conn, rows, f"feed of {user}"))
         if rows:
-            out.print(f"next page: pgfeed feed {user} --page-size {page_size} --after {rows[0]['next_cursor']}")
+            out.print(esc(f"next page: pgfeed feed {user} --page-size {page_size} --after {rows[0]['next_cursor']}"))
         else:
             out.print("no eligible posts")
 
@@ -359,11 +642,16 @@ def explain(user, post, profile, extra, dsn, data_dir, as_json):
     verdict = "eligible" if result["eligible"] else "not shown: " + ", ".join(result["excluded_because"])
     if result.get("in_cooldown"):
         verdict += f" (seen {result['last_seen_at']}: only as a controlled repeat)"
-    out.print(f"post {post} for user {user}, profile {result['profile']}: score {result['score']:.6g}; {verdict}")
+    out.print(esc(f"post {post} for user {user}, profile {result['profile']}: score {result['score']:.6g}; "
+                  f"{verdict}"))
     table = Table("component", "value", "weight", "contribution")
-    for name, value in sorted(result["components"].items(), key=lambda kv: -abs(result["contributions"][kv[0]])):
-        table.add_row(name, f"{value:.4g}", f"{result['weights'].get(name, 0):.3g}",
-                      f"{result['contributions'][name]:.4g}")
+    for column in table.columns[1:]:
+        column.justify = "right"
+    contributions = result.get("contributions") or {}
+    for name, value in sorted((result.get("components") or {}).items(),
+                              key=lambda kv: -abs(contributions.get(kv[0]) or 0)):
+        table.add_row(esc(name), f"{value:.4g}", f"{(result.get('weights') or {}).get(name, 0):.3g}",
+                      f"{contributions.get(name) or 0:.4g}")
     out.print(table)
 
 
@@ -388,9 +676,10 @@ def similar(post, limit, dsn, data_dir, as_json):
         return
     from rich.table import Table
 
-    table = Table("post", "similarity", "author", "category", title=f"posts like {post}", title_justify="left")
+    table = plain_table(("post", "right"), ("similarity", "right"), ("author", "right"), "category",
+                        title=f"posts like {post}")
     for r in rows:
-        table.add_row(str(r[0]), f"{r[1]:.4f}", str(r[2]), r[3])
+        table.add_row(str(r[0]), f"{r[1]:.4f}", str(r[2]), esc(r[3]))
     console().print(table)
 
 
@@ -420,7 +709,7 @@ def heartbeat(window, dsn, data_dir, as_json):
     if as_json:
         echo_json(result)
     else:
-        click.echo(f"heartbeat: rescored {touched} posts in {elapsed:.2f}s")
+        click.echo(f"heartbeat: rescored {touched} posts in {human_duration(elapsed)}")
 
 
 @cli.command()
@@ -473,33 +762,21 @@ def recs_build(lookback, only_changed, dsn, data_dir, as_json):
     """
     with Context(dsn, data_dir).connect() as conn:
         started = time.perf_counter()
-        if only_changed:
-            rows = conn.execute("SELECT feed.build_recommendations(%s::interval, true)", [lookback]).fetchone()[0]
-        else:
-            rows = conn.execute("SELECT feed.build_recommendations(%s::interval)", [lookback]).fetchone()[0]
+        with spinner("building recommendations"):
+            if only_changed:
+                rows = conn.execute("SELECT feed.build_recommendations(%s::interval, true)",
+                                    [lookback]).fetchone()[0]
+            else:
+                rows = conn.execute("SELECT feed.build_recommendations(%s::interval)", [lookback]).fetchone()[0]
         elapsed = time.perf_counter() - started
     if as_json:
         echo_json({"recommendations": rows, "seconds": round(elapsed, 3)})
     else:
-        click.echo(f"recommendations: wrote {rows} rows in {elapsed:.2f}s")
+        click.echo(f"recommendations: wrote {rows} rows in {human_duration(elapsed)}")
 
 
 # ---------------------------------------------------------------------------
 # data
-
-def progress_bar():
-    """A rich progress callback (name, done, total) and its context manager."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("{task.description:<28}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                   TimeElapsedColumn(), console=console(), transient=False)
-    task = bar.add_task("starting", total=1)
-
-    def report(name: str, done: int, total: int) -> None:
-        bar.update(task, description=name, completed=done, total=total)
-
-    return bar, report
-
 
 @cli.command()
 @click.option("--users", type=int, default=1000, show_default=True)
@@ -533,7 +810,7 @@ def seed(users, posts, interactions, impressions, days, seed_value, no_embedding
             with bar:
                 result = seed_world(ctx.dsn, progress=report, **kwargs)
     except SeedError as exc:
-        raise click.ClickException(str(exc))
+        raise PgfeedError(str(exc))
     if as_json:
         echo_json(result)
     else:
@@ -550,24 +827,46 @@ def import_(kind, path, dsn, data_dir, as_json):
     """Bulk-load a CSV file (with a header naming the columns) in one transaction.
 
     A bad row is reported with its line number and nothing is imported.
+    Importing the same file again changes nothing: posts are upserted by
+    post_id, follows already there are skipped, and interactions already in
+    the log (same values and created_at) are skipped. docs/cli.md lists the
+    columns of each kind.
 
     \b
     Example:
         pgfeed import posts posts.csv
+        pgfeed import follows follows.csv
         pgfeed import interactions history.csv
     """
-    from .importer import ImportFailed, import_csv
+    from .importer import import_csv
 
     ctx = Context(dsn, data_dir)
     ctx.connect().close()
-    try:
-        result = import_csv(ctx.dsn, kind, path)
-    except ImportFailed as exc:
-        raise click.ClickException(str(exc))
+    bar, report = progress_bar()
+    started = time.perf_counter()
+    with bar:
+        result = import_csv(ctx.dsn, kind, path, progress=report)
+    result["seconds"] = round(time.perf_counter() - started, 3)
     if as_json:
         echo_json(result)
     else:
-        click.echo(f"imported {kind}: " + ", ".join(f"{k}={v}" for k, v in result.items()))
+        click.echo(import_summary(result))
+
+
+def import_summary(result: dict) -> str:
+    """`imported posts.csv: 3 rows, 2 new, 1 updated, 0 already there (0.2 s)`, and the rebuild's scope."""
+    parts = [f"{result['rows']} rows", f"{result['inserted']} new"]
+    if result["kind"] == "posts":
+        parts.append(f"{result['updated']} updated")
+    parts.append(f"{result['skipped']} already there")
+    line = (f"imported {result['kind']} from {Path(result['path']).name}: " + ", ".join(parts)
+            + f" ({human_duration(result['seconds'])})")
+    rebuild = result.get("rebuild")
+    if isinstance(rebuild, dict):
+        scope = "the whole log" if result.get("rebuild_scope") == "all" else "the viewers and posts of the file"
+        counts = ", ".join(f"{k} {v}" for k, v in rebuild.items() if isinstance(v, (int, float)))
+        line += f"\nrebuilt counters and signals from {scope}" + (f": {counts}" if counts else "")
+    return line
 
 
 # ---------------------------------------------------------------------------
@@ -594,18 +893,18 @@ def settings_list(dsn, data_dir, as_json):
     if as_json:
         echo_json([dict(zip(("name", "value", "default", "kind", "description"), r)) for r in rows])
         return
-    from rich.table import Table
-
-    table = Table("name", "value", "default", "description")
+    table = plain_table("name", "value", "default", "description")
     for name, value, default, _kind, description in rows:
-        table.add_row(name, value if value == default else f"[bold]{value}[/bold]", default, description)
+        table.add_row(esc(name), esc(value) if value == default else f"[bold]{esc(value)}[/bold]", esc(default),
+                      esc(description))
     console().print(table)
 
 
 @settings.command("get")
 @click.argument("name")
 @dsn_options
-def settings_get(name, dsn, data_dir):
+@json_option
+def settings_get(name, dsn, data_dir, as_json):
     """Print one setting's value.
 
     \b
@@ -613,15 +912,22 @@ def settings_get(name, dsn, data_dir):
         pgfeed settings get cooldown
     """
     with Context(dsn, data_dir).connect() as conn:
-        click.echo(conn.execute("SELECT feed._setting(%s)", [name]).fetchone()[0])
+        value = conn.execute("SELECT feed._setting(%s)", [name]).fetchone()[0]
+    if as_json:
+        echo_json({"name": name, "value": value})
+    else:
+        click.echo(value)
 
 
-@settings.command("set")
+# a value may start with a dash (epsilon -1): options are only the known ones
+@settings.command("set", context_settings={"ignore_unknown_options": True})
 @click.argument("name")
 @click.argument("value")
 @dsn_options
-def settings_set(name, value, dsn, data_dir):
-    """Change a setting (validated by the database).
+@json_option
+def settings_set(name, value, dsn, data_dir, as_json):
+    """Change a setting (validated by the database: a value outside the
+    setting's range is refused with 22023 and nothing changes).
 
     \b
     Example:
@@ -631,13 +937,17 @@ def settings_set(name, value, dsn, data_dir):
     with Context(dsn, data_dir).connect() as conn:
         conn.execute("SELECT feed._setting(%s)", [name])
         conn.execute("UPDATE feed.settings SET value = %s WHERE name = %s", [value, name])
-    click.echo(f"{name} = {value}")
+    if as_json:
+        echo_json({"name": name, "value": value})
+    else:
+        click.echo(f"{name} = {value}")
 
 
 @settings.command("reset")
 @click.argument("name")
 @dsn_options
-def settings_reset(name, dsn, data_dir):
+@json_option
+def settings_reset(name, dsn, data_dir, as_json):
     """Put a setting back to its default.
 
     \b
@@ -648,7 +958,10 @@ def settings_reset(name, dsn, data_dir):
         conn.execute("SELECT feed._setting(%s)", [name])
         value = conn.execute("UPDATE feed.settings SET value = default_value WHERE name = %s RETURNING value",
                              [name]).fetchone()[0]
-    click.echo(f"{name} = {value}")
+    if as_json:
+        echo_json({"name": name, "value": value})
+    else:
+        click.echo(f"{name} = {value}")
 
 
 @cli.group()
@@ -672,20 +985,19 @@ def profiles_list(dsn, data_dir, as_json):
     if as_json:
         echo_json([dict(zip(("name", "description", "weights", "source_quotas", "params"), r)) for r in rows])
         return
-    from rich.table import Table
-
-    table = Table("name", "weights", "quotas", "description")
+    table = plain_table("name", "weights", "quotas", "description")
     for name, description, weights, quotas, _params in rows:
-        table.add_row(name, ", ".join(f"{k} {v}" for k, v in weights.items()),
-                      ", ".join(f"{k} {v}" for k, v in quotas.items()), description)
+        table.add_row(esc(name), esc(", ".join(f"{k} {v}" for k, v in (weights or {}).items())),
+                      esc(", ".join(f"{k} {v}" for k, v in (quotas or {}).items())), esc(description))
     console().print(table)
 
 
 @profiles.command("show")
 @click.argument("name")
 @dsn_options
-def profiles_show(name, dsn, data_dir):
-    """Print one profile as JSON.
+@json_option
+def profiles_show(name, dsn, data_dir, as_json):
+    """Print one profile as JSON (with or without --json).
 
     \b
     Example:
@@ -695,8 +1007,8 @@ def profiles_show(name, dsn, data_dir):
         row = conn.execute("SELECT to_jsonb(r) - 'updated_at' FROM feed.ranking_profiles r WHERE name = %s",
                            [name]).fetchone()
     if row is None:
-        raise click.ClickException(f"unknown profile {name!r}; pgfeed profiles list shows them")
-    click.echo(json.dumps(row[0], indent=2))
+        raise PgfeedError(f"unknown profile {name!r}; pgfeed profiles list shows them")
+    click.echo(json.dumps(row[0]) if as_json else json.dumps(row[0], indent=2))
 
 
 def _pairs(values: tuple[str, ...], option: str) -> dict:
@@ -719,7 +1031,8 @@ def _pairs(values: tuple[str, ...], option: str) -> dict:
 @click.option("--param", "params", multiple=True, help="PARAM=VALUE.")
 @click.option("--description", help="A new description.")
 @dsn_options
-def profiles_set(name, weights, quotas, params, description, dsn, data_dir):
+@json_option
+def profiles_set(name, weights, quotas, params, description, dsn, data_dir, as_json):
     """Create or change a profile; values merge into what is there.
 
     \b
@@ -743,13 +1056,19 @@ def profiles_set(name, weights, quotas, params, description, dsn, data_dir):
             "   params = r.params || %(p)s, updated_at = now()",
             {"name": name, "description": description, "w": Jsonb(_pairs(weights, "--weight")),
              "q": Jsonb(_pairs(quotas, "--quota")), "p": Jsonb(_pairs(params, "--param"))})
-    click.echo(f"profile {name} saved")
+        saved = conn.execute("SELECT to_jsonb(r) - 'updated_at' FROM feed.ranking_profiles r WHERE name = %s",
+                             [name]).fetchone()[0]
+    if as_json:
+        echo_json(saved)
+    else:
+        click.echo(f"profile {name} saved")
 
 
 @profiles.command("reset")
 @click.argument("name")
 @dsn_options
-def profiles_reset(name, dsn, data_dir):
+@json_option
+def profiles_reset(name, dsn, data_dir, as_json):
     """Restore a shipped profile to its shipped values.
 
     \b
@@ -759,12 +1078,15 @@ def profiles_reset(name, dsn, data_dir):
     ctx = Context(dsn, data_dir)
     with ctx.connect() as conn:
         if not conn.execute("DELETE FROM feed.ranking_profiles WHERE name = %s RETURNING 1", [name]).fetchone():
-            raise click.ClickException(f"unknown profile {name!r}")
+            raise PgfeedError(f"unknown profile {name!r}")
     install.migrate(ctx.dsn, force_functions=True)
     with ctx.connect() as conn:
         if conn.execute("SELECT 1 FROM feed.ranking_profiles WHERE name = %s", [name]).fetchone() is None:
-            raise click.ClickException(f"{name!r} is not a shipped profile; it was deleted")
-    click.echo(f"profile {name} restored")
+            raise PgfeedError(f"{name!r} is not a shipped profile; it was deleted")
+    if as_json:
+        echo_json({"name": name, "restored": True})
+    else:
+        click.echo(f"profile {name} restored")
 
 
 # ---------------------------------------------------------------------------
@@ -789,14 +1111,15 @@ def doctor(dsn, data_dir, as_json):
     else:
         marks = {"ok": "[green]ok[/green]", "warn": "[yellow]warn[/yellow]", "fail": "[red]FAIL[/red]",
                  "info": "[blue]info[/blue]"}
-        out = console()
+        table = plain_table("", "check", "detail", box=None, show_header=False, pad_edge=False)
         for check in checks:
-            line = f"{marks[check['status']]:<22} {check['name']}: {check['detail']}"
+            detail = esc(humanize_timedeltas(str(check["detail"])))
             if check.get("fix"):
-                line += f"  -> {check['fix']}"
-            out.print(line)
+                detail += f"  [dim]-> {esc(check['fix'])}[/dim]"
+            table.add_row(marks.get(check["status"], esc(check["status"])), esc(check["name"]), detail)
+        console().print(table)
     if failed:
-        sys.exit(1)
+        sys.exit(EXIT_FAILURE)
 
 
 # ---------------------------------------------------------------------------
@@ -808,13 +1131,15 @@ def doctor(dsn, data_dir, as_json):
 @click.option("--interactions", type=int, default=150000, show_default=True)
 @click.option("--seed", "seed_value", type=int, default=7, show_default=True)
 @click.option("--user", "viewer", type=int, default=None, help="Whose feed to show (default: an active viewer).")
-@click.option("--data-dir", type=click.Path(path_type=Path), envvar="PGFEED_DATA_DIR", help=DATA_DIR_HELP)
-@click.option("--dsn", help="Run the demo in this (empty or demo) database instead of the embedded one.")
-def demo(users, posts, interactions, seed_value, viewer, data_dir, dsn):
+@dsn_options
+def demo(users, posts, interactions, seed_value, viewer, dsn, data_dir):
     """The tour: migrate, seed a world, rank a feed with its reasons, react to a like.
 
-    On the embedded server it uses a database of its own, pgfeed_demo,
-    recreated on every run.
+    It works in the database every other command uses (the embedded
+    server's database pgfeed unless --dsn or the environment names one),
+    migrating it and replacing pgfeed's data there (settings and profiles
+    stay), so that `pgfeed feed`, `pgfeed doctor` and the rest see the demo
+    world afterwards.
 
     \b
     Example:
@@ -823,8 +1148,8 @@ def demo(users, posts, interactions, seed_value, viewer, data_dir, dsn):
     """
     from .demo import run_demo
 
-    run_demo(dsn=dsn, data_dir=data_dir, users=users, posts=posts, interactions=interactions,
-             seed=seed_value, viewer=viewer, out=console())
+    run_demo(dsn=database.configured_dsn(dsn), data_dir=data_dir, users=users, posts=posts,
+             interactions=interactions, seed=seed_value, viewer=viewer, out=console(), show_dsn=bool(dsn))
 
 
 @cli.command()
@@ -836,9 +1161,11 @@ def demo(users, posts, interactions, seed_value, viewer, data_dir, dsn):
 @click.option("--seed", "seed_value", type=int, default=42, show_default=True)
 @click.option("--rebuild", is_flag=True, help="Seed the world again even if this database holds it.")
 @click.option("--no-embeddings", is_flag=True, help="A world without embeddings (no taste vectors, no similar_posts).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write every figure here.")
+@click.option("--output", "-o", "output_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write every figure, as JSON, to this file.")
 @dsn_options
-def bench(scale, clients, samples, seconds, seed_value, rebuild, no_embeddings, json_path, dsn, data_dir):
+@json_option
+def bench(scale, clients, samples, seconds, seed_value, rebuild, no_embeddings, output_path, dsn, data_dir, as_json):
     """Benchmark the feed, the writes, the heartbeat and the batch jobs, with the floor.
 
     On the embedded server each scale gets its own database (pgfeed_bench_SCALE),
@@ -846,32 +1173,32 @@ def bench(scale, clients, samples, seconds, seed_value, rebuild, no_embeddings, 
 
     \b
     Example:
-        pgfeed bench --scale small --json bench-small.json
+        pgfeed bench --scale small --output bench-small.json
+        pgfeed bench --scale tiny --json | jq .latency
         pgfeed bench --scale large --clients 4
     """
-    import os
-
-    from rich.table import Table
-
     from . import bench as bench_module
 
     options = bench_module.Options(scale=scale, clients=clients or 2 * (os.cpu_count() or 1), samples=samples,
                                    seconds=seconds, seed=seed_value, rebuild=rebuild,
                                    embeddings=not no_embeddings)
+    bar, progress = progress_bar()
+    with bar:
+        report = bench_module.run(database.configured_dsn(dsn), data_dir, options, progress)
+    if output_path:
+        output_path.write_text(json.dumps(report, indent=2, default=str))
+    if as_json:
+        echo_json(report)
+        return
     out = console()
-
-    def progress(name, done, total):
-        out.print(f"[dim]{time.strftime('%H:%M:%S')} {name} ({done}/{total})[/dim]")
-
-    report = bench_module.run(dsn, data_dir, options, progress)
-    table = Table("measure", "result", title=f"pgfeed bench, scale {scale} ({report['machine']['cores']} cores, "
-                  f"PostgreSQL {report['postgresql']}, pgvector {report['pgvector']})", title_justify="left")
+    table = plain_table("measure", ("result", "right"),
+                        title=f"pgfeed bench, scale {scale} ({report['machine']['cores']} cores, "
+                              f"PostgreSQL {report['postgresql']}, pgvector {report['pgvector']})")
     for name, value in bench_module.summary_rows(report):
-        table.add_row(name, value)
+        table.add_row(esc(name), esc(value))
     out.print(table)
-    if json_path:
-        json_path.write_text(json.dumps(report, indent=2, default=str))
-        out.print(f"wrote {json_path}")
+    if output_path:
+        out.print(esc(f"wrote {output_path}"))
 
 
 @cli.command("eval")
@@ -894,16 +1221,25 @@ def eval_(dataset, path, k, profile, seed_value, keep, dsn, data_dir, as_json):
 
     \b
     Example:
-        pgfeed eval --dataset ml100k ../shared/eval-data/ml-100k
+        pgfeed eval --dataset ml100k ./ml-100k
         pgfeed eval --dataset csv my-events.csv --profile hybrid --json
     """
+    import inspect
+
     from . import eval_feed, evaluate
 
     server_dsn = Context(dsn, data_dir).dsn
+    kwargs = dict(dataset=dataset, k=k, seed=seed_value, profile=profile, keep=keep)
     try:
-        report = eval_feed.run(path, server_dsn, dataset=dataset, k=k, seed=seed_value, profile=profile, keep=keep)
+        if "progress" in inspect.signature(eval_feed.run).parameters:
+            bar, report_progress = progress_bar()
+            with bar:
+                report = eval_feed.run(path, server_dsn, progress=report_progress, **kwargs)
+        else:
+            with spinner(f"evaluating on {path.name}"):
+                report = eval_feed.run(path, server_dsn, **kwargs)
     except (ValueError, OSError) as exc:
-        raise click.ClickException(str(exc))
+        raise PgfeedError(str(exc))
     if as_json:
         echo_json(report.as_dict())
     else:
@@ -912,38 +1248,8 @@ def eval_(dataset, path, k, profile, seed_value, keep, dsn, data_dir, as_json):
 
 # ---------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors become one line on stderr and a non-zero exit, not a traceback."""
-    import psycopg
-
-    try:
-        cli.main(args=argv, prog_name="pgfeed", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
-    except (database.DatabaseUnavailable, install.MigrationError) as exc:
-        click.echo(f"pgfeed: error: {exc}", err=True)
-        sys.exit(2)
-    except psycopg.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        click.echo(f"pgfeed: error: cannot reach the database: {first}", err=True)
-        sys.exit(2)
-    except psycopg.Error as exc:
-        if exc.sqlstate in ("42P01", "42883", "3F000"):
-            click.echo("pgfeed: error: this database has no pgfeed schema (or an old one); "
-                       "run `pgfeed migrate` first", err=True)
-            sys.exit(2)
-        code = f" [SQLSTATE {exc.sqlstate}]" if exc.sqlstate else ""
-        message = exc.diag.message_primary or str(exc).strip().splitlines()[0]
-        click.echo(f"pgfeed: error{code}: {message}", err=True)
-        sys.exit(1)
+    """Entry point (the pgfeed script): PgfeedGroup.main does the error handling."""
+    cli.main(args=argv, prog_name="pgfeed")
 
 
 if __name__ == "__main__":
