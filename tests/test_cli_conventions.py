@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import click
 import pytest
 from click.testing import CliRunner
 from psycopg.conninfo import conninfo_to_dict
@@ -222,3 +223,18 @@ def test_progress_goes_to_stderr_when_asked(db, db_dsn, tmp_path):
     assert result.stdout.startswith("imported posts from posts.csv: 199 rows, 199 new")
     quiet = run_process("recs", "build", "--dsn", db_dsn, "--json", env=clean_env(PGFEED_PROGRESS="0"))
     assert quiet.returncode == 0 and quiet.stderr == "" and json.loads(quiet.stdout)["recommendations"] == 0
+
+
+def test_cli_py_is_the_table_of_contents():
+    assert set(cli.commands) >= {"migrate", "status", "server", "feed", "explain", "similar", "heartbeat",
+                                 "maintenance", "recs", "seed", "import", "settings", "profiles", "doctor", "demo",
+                                 "bench", "eval"}
+    # a command of another module joins with one add_command line and gets the same error handling
+    extra = click.Command("fails-for-test", callback=lambda: (_ for _ in ()).throw(
+        database.DatabaseUnavailable("nothing there")))
+    cli.add_command(extra)
+    try:
+        result = CliRunner().invoke(cli, ["fails-for-test"])
+        assert result.exit_code == EXIT_UNAVAILABLE and result.stderr == "pgfeed: error: nothing there\n"
+    finally:
+        del cli.commands["fails-for-test"]

@@ -48,7 +48,7 @@ def pgfeed(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
 def test_after_the_demo_the_default_database_holds_its_world(data_dir):
     demo = pgfeed(data_dir, "demo", "--users", "60", "--posts", "400", "--interactions", "2500", "--seed", "3")
     assert demo.returncode == 0, demo.stderr
-    assert "The world is in database pgfeed" in demo.stdout and "--dsn" not in demo.stdout
+    assert "the world is in database pgfeed" in demo.stdout and "--dsn" not in demo.stdout
     doctor = pgfeed(data_dir, "doctor", "--json")
     report = json.loads(doctor.stdout)
     assert doctor.returncode == 0, report

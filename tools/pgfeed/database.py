@@ -155,10 +155,11 @@ def embedded_status(data_dir: Path | None = None) -> EmbeddedStatus:
 # How long `server start` waits for a server to finish starting, crash recovery
 # included (replaying WAL after a kill can take minutes on a busy database).
 START_TIMEOUT_SECONDS = 1800
-# Log lines worth showing while the server starts: crash recovery's milestones.
+# Log lines worth showing while the server starts: crash recovery's milestones
+# (the "ready" line only after a recovery), and why a start failed.
 _RECOVERY_LINES = ("was interrupted", "not properly shut down", "automatic recovery", "redo starts",
-                   "redo in progress", "redo done", "checkpoint starting: end-of-recovery",
-                   "database system is ready", "still in use", "FATAL", "PANIC")
+                   "redo in progress", "redo done", "checkpoint starting: end-of-recovery")
+_FAILURE_LINES = ("still in use", "FATAL", "PANIC")
 
 
 def _system_user() -> str | None:
@@ -254,6 +255,7 @@ def _start_existing(data_dir: Path, progress, timeout: float) -> None:
         started = time.monotonic()
         last_note = 0.0
         attempts = 0
+        recovering = False
         while True:
             info = _postmaster_info(data_dir)
             if not _alive(info) and not _postmaster_launched(data_dir):
@@ -269,7 +271,10 @@ def _start_existing(data_dir: Path, progress, timeout: float) -> None:
                     pass  # counted as a failed attempt on the next turn
             lines, offset = _log_tail(log, offset)
             for line in lines:
-                if any(marker in line for marker in _RECOVERY_LINES):
+                recovery = any(marker in line for marker in _RECOVERY_LINES)
+                recovering = recovering or recovery
+                if recovery or any(marker in line for marker in _FAILURE_LINES) or (
+                        recovering and "database system is ready" in line):
                     report(line.split(" ", 3)[-1] if line[:4].isdigit() else line)
             info = _postmaster_info(data_dir)
             if _alive(info) and info.status == "ready":

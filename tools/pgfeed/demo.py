@@ -35,7 +35,7 @@ def run_demo(*, dsn, data_dir, users, posts, interactions, seed, viewer, out, sh
 
     from rich.markup import escape
 
-    from .cli import fetch_page, page_table
+    from .cli_feed import fetch_page, page_table
     from .seed import seed_world
 
     started = time.perf_counter()
@@ -107,8 +107,8 @@ def run_demo(*, dsn, data_dir, users, posts, interactions, seed, viewer, out, sh
         out.print(f"   posts by author {author} on page 3: {len(related)}; the liked post is in the cooldown now "
                   "and never comes back unless inventory runs dry")
 
-    out.print(f"\ndone in {time.perf_counter() - started:.0f} s. The world is in database "
-              f"{escape(database_name)}; explore further:")
+    out.print(f"\ndone in {time.perf_counter() - started:.0f} s; the world is in database "
+              f"{escape(database_name)}. Explore further:")
     if show_dsn is None:
         show_dsn = bool(dsn)
     hint = f" --dsn '{target}'" if show_dsn else ""
