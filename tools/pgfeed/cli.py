@@ -46,6 +46,13 @@ from .cli_common import (  # noqa: F401 - re-exported: tests and other modules i
 from . import cli_config, cli_data, cli_feed, cli_health, cli_jobs, cli_server, cli_tour
 from .cli_feed import fetch_page, page_table, top_reasons  # noqa: F401 - used by demo.py
 
+__all__ = [  # what other modules and the tests import from here
+    "EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_NOT_MIGRATED", "EXIT_OK", "EXIT_UNAVAILABLE", "EXIT_USAGE",
+    "Context", "NotMigrated", "PgfeedError", "PgfeedGroup", "cli", "console", "dsn_options", "echo_json", "esc",
+    "fetch_page", "human_duration", "humanize_timedeltas", "json_option", "main", "page_table", "progress_bar",
+    "spinner", "top_reasons",
+]
+
 
 @click.group(cls=PgfeedGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="pgfeed")

@@ -166,7 +166,8 @@ def server_stop(data_dir, as_json):
 @data_dir_option
 @json_option
 def server_status(data_dir, as_json):
-    """Say whether the embedded server runs; exit 3 when it does not.
+    """Say whether the embedded server runs; exit 3 when it does not (or does
+    not accept connections yet: starting, or recovering after a crash).
 
     \b
     Example:
@@ -177,6 +178,9 @@ def server_status(data_dir, as_json):
         echo_json(_server_json(status_))
     elif status_.running:
         click.echo(f"running (pid {status_.pid}) in {status_.data_dir}\n{status_.dsn()}")
+    elif database.embedded_starting(data_dir):
+        click.echo(f"starting, not accepting connections yet (recovering after a crash?) in {status_.data_dir};"
+                   " pgfeed server start waits for it")
     else:
         click.echo(f"not running (data directory {status_.data_dir})")
     if not status_.running:

@@ -152,6 +152,14 @@ def embedded_status(data_dir: Path | None = None) -> EmbeddedStatus:
     return EmbeddedStatus(data_dir, True, info.pid, info.socket_dir, info.port)
 
 
+def embedded_starting(data_dir: Path | None = None) -> bool:
+    """A postmaster runs but does not accept connections yet (starting up, or
+    replaying its WAL after a crash)."""
+    data_dir = Path(data_dir) if data_dir else default_data_dir()
+    info = _postmaster_info(data_dir)
+    return (_alive(info) and info.status != "ready") or (info is None and _postmaster_launched(data_dir))
+
+
 # How long `server start` waits for a server to finish starting, crash recovery
 # included (replaying WAL after a kill can take minutes on a busy database).
 START_TIMEOUT_SECONDS = 1800
