@@ -49,6 +49,11 @@ def _migrate(sa_conn, standalone: bool) -> None:
         driver.execute("SELECT pg_advisory_xact_lock(%s)", [install.MIGRATION_LOCK_KEY])
         # the version table lives in schema feed, which must exist before alembic creates it
         driver.execute("CREATE SCHEMA IF NOT EXISTS feed")
+        # Frozen revisions name pgvector's types unqualified: pgvector's schema is on the
+        # path, and nothing else. Before the first revision created pgvector, the session's
+        # own path stays (CREATE EXTENSION puts it in the first schema of the path).
+        if install.vector_schema(driver, default=""):
+            install.use_safe_search_path(driver, install.vector_schema(driver))
     context.configure(connection=sa_conn, transactional_ddl=True, **VERSION_OPTS)
     with context.begin_transaction():
         context.run_migrations()
@@ -56,8 +61,10 @@ def _migrate(sa_conn, standalone: bool) -> None:
         return
     revision = install.current_revision(driver)
     if revision is None:
-        # base: every object of pgfeed's is gone but the version table and the schema
+        # base: every object of pgfeed's is gone but the version table and the schema;
+        # the roles go too unless another database of this server still uses them
         driver.execute("DROP SCHEMA IF EXISTS feed CASCADE")
+        install.drop_unused_roles(driver)
     elif revision == context.get_context().script.get_current_head():
         dim = _embedding_dim()
         if dim is not None:

@@ -46,6 +46,7 @@ AS $func$ SELECT feed._setting(p_name)::interval $func$;
 CREATE OR REPLACE FUNCTION feed._settings_check()
 RETURNS trigger
 LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $func$
 BEGIN
@@ -106,7 +107,8 @@ SELECT d.name, d.value, d.value, d.kind, d.description FROM (VALUES
     ('creator_quality_window',   '30 days',    'interval', 'Creator quality is computed over the creator''s posts of this window.'),
     ('heartbeat_batch_size',     '5000',       'integer',  'Posts per heartbeat batch (rows locked at once).'),
     ('maintenance_batch_size',   '50000',      'integer',  'At most this many old impressions/sightings pruned per maintenance run.'),
-    ('rising_window',            '1 hour',     'interval', 'The rising source offers posts created within this window (seed 000: the last hour).')
+    ('rising_window',            '1 hour',     'interval', 'The rising source offers posts created within this window (seed 000: the last hour).'),
+    ('viewer_claim',             'sub',        'text',     'The JWT claim (in request.jwt.claims, as PostgREST and Supabase set it) that names the viewer: an integer is the user id, any other value is looked up in feed.user_identities.')
 ) AS d (name, value, kind, description)
 ON CONFLICT (name) DO UPDATE
 SET default_value = excluded.default_value, kind = excluded.kind, description = excluded.description

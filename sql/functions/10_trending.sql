@@ -32,6 +32,7 @@ CREATE OR REPLACE FUNCTION feed.trending_score(
     p_created_at timestamptz, p_now timestamptz DEFAULT now())
 RETURNS double precision
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $func$
     SELECT feed._trending_formula(p_likes, p_comments, p_shares, p_gift_amount, p_tip_amount,
@@ -66,6 +67,7 @@ $func$;
 CREATE OR REPLACE FUNCTION feed._posts_rescore()
 RETURNS trigger
 LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $func$
 DECLARE

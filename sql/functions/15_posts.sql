@@ -6,6 +6,7 @@
 CREATE OR REPLACE FUNCTION feed._posts_embeddings_inserted()
 RETURNS trigger
 LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $func$
 BEGIN
@@ -27,6 +28,7 @@ CREATE OR REPLACE TRIGGER posts_embeddings_inserted
 CREATE OR REPLACE FUNCTION feed._posts_embedding_changed()
 RETURNS trigger
 LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $func$
 BEGIN
@@ -42,7 +44,9 @@ $func$;
 
 CREATE OR REPLACE TRIGGER posts_embedding_changed
     AFTER UPDATE OF embedding ON feed.posts
-    FOR EACH ROW WHEN (OLD.embedding IS DISTINCT FROM NEW.embedding)
+    -- IS DISTINCT FROM, spelled with qualified operators (the condition is bound at creation)
+    FOR EACH ROW WHEN ((OLD.embedding IS NULL) OPERATOR(pg_catalog.<>) (NEW.embedding IS NULL)
+                       OR OLD.embedding OPERATOR(@extschema:vector@.<>) NEW.embedding)
     EXECUTE FUNCTION feed._posts_embedding_changed();
 
 -------------------------------------------------------------------------------
@@ -50,6 +54,7 @@ CREATE OR REPLACE TRIGGER posts_embedding_changed
 CREATE OR REPLACE FUNCTION feed._posts_embeddings_deleted()
 RETURNS trigger
 LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $func$
 BEGIN
@@ -66,6 +71,7 @@ CREATE OR REPLACE TRIGGER posts_embeddings_deleted
 CREATE OR REPLACE FUNCTION feed._posts_truncated()
 RETURNS trigger
 LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $func$
 BEGIN

@@ -242,6 +242,7 @@ CREATE OR REPLACE FUNCTION feed.record_interaction(
     p_value_amount numeric DEFAULT 0, p_time_spent_seconds integer DEFAULT 0)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $func$
 DECLARE
@@ -249,6 +250,7 @@ DECLARE
     v_now timestamptz := now();
     v_id bigint;
 BEGIN
+    PERFORM feed._authorize_viewer(p_user_id);
     PERFORM feed._require_viewer(p_user_id);
     IF p_action IS NULL OR NOT p_action = ANY (feed._actions()) THEN
         PERFORM feed._bad_argument('p_action', format('unknown action %L; expected one of %s',
@@ -296,9 +298,11 @@ CREATE OR REPLACE FUNCTION feed.record_impression(
     p_visible_at timestamptz DEFAULT now())
 RETURNS void
 LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $func$
 BEGIN
+    PERFORM feed._authorize_viewer(p_user_id);
     PERFORM feed._require_viewer(p_user_id);
     IF p_visible_at IS NULL OR NOT isfinite(p_visible_at) THEN
         PERFORM feed._bad_argument('p_visible_at', 'must be a finite time');
@@ -321,12 +325,14 @@ CREATE OR REPLACE FUNCTION feed.record_impressions(
     p_visible_at timestamptz DEFAULT now())
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $func$
 DECLARE
     v_missing bigint;
     v_recorded integer;
 BEGIN
+    PERFORM feed._authorize_viewer(p_user_id);
     PERFORM feed._require_viewer(p_user_id);
     IF p_post_ids IS NULL THEN
         PERFORM feed._bad_argument('p_post_ids', 'must not be null');
@@ -376,6 +382,7 @@ CREATE OR REPLACE FUNCTION feed.record_watch_progress(
     p_liked boolean DEFAULT false, p_commented boolean DEFAULT false, p_shared boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $func$
 DECLARE
@@ -383,6 +390,7 @@ DECLARE
     v_now timestamptz := now();
     v_ratio double precision;
 BEGIN
+    PERFORM feed._authorize_viewer(p_user_id);
     PERFORM feed._require_viewer(p_user_id);
     IF p_play_ms IS NULL OR p_play_ms < 0 THEN
         PERFORM feed._bad_argument('p_play_ms', format('must be zero or positive, got %s', coalesce(p_play_ms::text, 'null')));

@@ -22,6 +22,7 @@ $func$;
 CREATE OR REPLACE FUNCTION feed.refresh_trending_scores(p_window interval DEFAULT '7 days')
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $func$
 DECLARE
@@ -113,6 +114,7 @@ $func$;
 CREATE OR REPLACE FUNCTION feed.run_maintenance()
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $func$
 DECLARE

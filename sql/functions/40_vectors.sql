@@ -52,19 +52,19 @@ CREATE OR REPLACE FUNCTION feed._nearest_eligible(
     p_embedding @extschema:vector@.vector, p_limit integer, p_exclude_post_id bigint)
 RETURNS TABLE (post_id bigint, similarity double precision)
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, @extschema:vector@, pg_temp
+SET search_path = pg_catalog, pg_temp
 SET hnsw.iterative_scan = relaxed_order
 SET plan_cache_mode = force_custom_plan
 AS $func$
 DECLARE
     v_max_duration integer := feed._setting_integer('max_duration_ms');
 BEGIN
-    IF p_embedding IS NULL OR vector_norm(p_embedding) = 0 THEN
+    IF p_embedding IS NULL OR @extschema:vector@.vector_norm(p_embedding) = 0 THEN
         RETURN;
     END IF;
     RETURN QUERY
     WITH nearest AS MATERIALIZED (
-        SELECT e.post_id AS id, e.embedding <=> p_embedding AS distance
+        SELECT e.post_id AS id, e.embedding OPERATOR(@extschema:vector@.<=>) p_embedding AS distance
         FROM feed.post_embeddings e
         JOIN feed.posts p ON p.post_id = e.post_id
         WHERE e.post_id IS DISTINCT FROM p_exclude_post_id
@@ -72,7 +72,7 @@ BEGIN
           AND p.visibility = 'public'
           AND p.media_ready
           AND (p.duration_ms IS NULL OR p.duration_ms <= v_max_duration)
-        ORDER BY e.embedding <=> p_embedding
+        ORDER BY e.embedding OPERATOR(@extschema:vector@.<=>) p_embedding
         LIMIT p_limit
     )
     SELECT n.id, 1 - n.distance
@@ -87,7 +87,8 @@ $func$;
 CREATE OR REPLACE FUNCTION feed.similar_posts(p_post_id bigint, p_limit integer DEFAULT 20)
 RETURNS TABLE (post_id bigint, similarity double precision)
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, @extschema:vector@, pg_temp
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $func$
 DECLARE
     v_embedding @extschema:vector@.vector;
@@ -106,7 +107,7 @@ $func$;
 CREATE OR REPLACE FUNCTION feed._taste_candidates(p_user_id bigint, p_limit integer)
 RETURNS TABLE (post_id bigint, similarity double precision)
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, @extschema:vector@, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $func$
 DECLARE
     v_taste @extschema:vector@.vector;
@@ -147,23 +148,24 @@ CREATE OR REPLACE FUNCTION feed._taste_step(
     p_unit @extschema:vector@.vector, p_step double precision,
     OUT taste @extschema:vector@.vector, OUT strength double precision)
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, @extschema:vector@, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $func$
 DECLARE
-    v_dims integer := vector_dims(p_unit);
-    v_next vector;
+    v_dims integer := @extschema:vector@.vector_dims(p_unit);
+    v_next @extschema:vector@.vector;
 BEGIN
-    v_next := p_unit * array_fill(p_step::real, ARRAY[v_dims])::vector;
+    v_next := p_unit OPERATOR(@extschema:vector@.*) array_fill(p_step::real, ARRAY[v_dims])::@extschema:vector@.vector;
     IF p_taste IS NOT NULL AND coalesce(p_strength, 0) > 0 THEN
-        v_next := p_taste * array_fill((p_strength * (1 - abs(p_step)))::real, ARRAY[v_dims])::vector + v_next;
+        v_next := p_taste OPERATOR(@extschema:vector@.*) array_fill((p_strength * (1 - abs(p_step)))::real, ARRAY[v_dims])::@extschema:vector@.vector
+                  OPERATOR(@extschema:vector@.+) v_next;
     END IF;
-    strength := vector_norm(v_next);
+    strength := @extschema:vector@.vector_norm(v_next);
     IF strength > 1e-6 THEN
-        taste := l2_normalize(v_next);
+        taste := @extschema:vector@.l2_normalize(v_next);
     ELSE
         -- the signals cancelled out (a gift, then a report of the same post):
         -- no direction left, stored as the zero vector with strength 0
-        taste := array_fill(0::real, ARRAY[v_dims])::vector;
+        taste := array_fill(0::real, ARRAY[v_dims])::@extschema:vector@.vector;
         strength := 0;
     END IF;
 END
@@ -179,20 +181,20 @@ CREATE OR REPLACE FUNCTION feed._update_taste(
     p_user_id bigint, p_post_id bigint, p_action text, p_watch_ratio double precision, p_now timestamptz)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, @extschema:vector@, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $func$
 DECLARE
     v_weight double precision;
     v_step double precision;
-    v_unit vector;
+    v_unit @extschema:vector@.vector;
 BEGIN
     SELECT w.weight * CASE WHEN w.action = 'view' THEN coalesce(p_watch_ratio, 0) ELSE 1 END INTO v_weight
     FROM feed._taste_weights() w WHERE w.action = p_action;
     IF coalesce(v_weight, 0) = 0 THEN
         RETURN;
     END IF;
-    SELECT l2_normalize(e.embedding) INTO v_unit FROM feed.post_embeddings e WHERE e.post_id = p_post_id;
-    IF v_unit IS NULL OR vector_norm(v_unit) = 0 THEN
+    SELECT @extschema:vector@.l2_normalize(e.embedding) INTO v_unit FROM feed.post_embeddings e WHERE e.post_id = p_post_id;
+    IF v_unit IS NULL OR @extschema:vector@.vector_norm(v_unit) = 0 THEN
         RETURN;
     END IF;
     v_step := sign(v_weight) * least(feed._setting_number('taste_alpha') * abs(v_weight), 0.9);
@@ -229,7 +231,7 @@ $func$;
 CREATE OR REPLACE FUNCTION feed._rebuild_taste_vectors(p_user_ids bigint[])
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, @extschema:vector@, pg_temp
+SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_custom_plan
 AS $func$
 DECLARE
@@ -244,7 +246,7 @@ BEGIN
         JOIN feed._taste_weights() w ON w.action = i.action
         WHERE (p_user_ids IS NULL OR i.user_id = ANY (p_user_ids))
           AND EXISTS (SELECT 1 FROM feed.post_embeddings e
-                      WHERE e.post_id = i.post_id AND vector_norm(e.embedding) > 0)
+                      WHERE e.post_id = i.post_id AND @extschema:vector@.vector_norm(e.embedding) > 0)
     ), started AS (
         -- negative signals before the viewer's first positive one do nothing
         SELECT s.*, bool_or(s.step > 0) OVER (PARTITION BY s.user_id ORDER BY s.created_at, s.interaction_id
@@ -268,8 +270,9 @@ BEGIN
         WHERE d.log_survival > ln(1e-9)
     ), fresh AS MATERIALIZED (
         SELECT c.user_id,
-               sum(l2_normalize(e.embedding)
-                   * array_fill(c.coefficient::real, ARRAY[vector_dims(e.embedding)])::vector) AS total,
+               @extschema:vector@.sum(@extschema:vector@.l2_normalize(e.embedding)
+                   OPERATOR(@extschema:vector@.*) array_fill(c.coefficient::real, ARRAY[@extschema:vector@.vector_dims(e.embedding)])::@extschema:vector@.vector)
+                   AS total,
                max(c.created_at) AS updated_at
         FROM contributions c
         JOIN feed.post_embeddings e ON e.post_id = c.post_id
@@ -277,9 +280,9 @@ BEGIN
     ), written AS (
         INSERT INTO feed.user_taste AS t (user_id, taste, strength, updated_at)
         SELECT f.user_id,
-               CASE WHEN vector_norm(f.total) > 1e-6 THEN l2_normalize(f.total)
-                    ELSE array_fill(0::real, ARRAY[vector_dims(f.total)])::vector END,
-               CASE WHEN vector_norm(f.total) > 1e-6 THEN vector_norm(f.total) ELSE 0 END,
+               CASE WHEN @extschema:vector@.vector_norm(f.total) > 1e-6 THEN @extschema:vector@.l2_normalize(f.total)
+                    ELSE array_fill(0::real, ARRAY[@extschema:vector@.vector_dims(f.total)])::@extschema:vector@.vector END,
+               CASE WHEN @extschema:vector@.vector_norm(f.total) > 1e-6 THEN @extschema:vector@.vector_norm(f.total) ELSE 0 END,
                f.updated_at
         FROM fresh f
         ORDER BY f.user_id
@@ -364,6 +367,7 @@ $func$;
 CREATE OR REPLACE FUNCTION feed.build_recommendations(p_lookback interval, p_only_changed boolean)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_custom_plan
 SET work_mem = '256MB'
@@ -591,6 +595,7 @@ $func$;
 CREATE OR REPLACE FUNCTION feed.build_recommendations(p_lookback interval DEFAULT '30 days')
 RETURNS integer
 LANGUAGE sql VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $func$
     SELECT feed.build_recommendations(p_lookback, false)

@@ -29,6 +29,7 @@ $func$;
 CREATE OR REPLACE FUNCTION feed._profiles_check()
 RETURNS trigger
 LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $func$
 DECLARE

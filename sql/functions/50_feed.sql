@@ -3,8 +3,12 @@
 -- sources with the fallback ladder, component scoring, page selection.
 
 -------------------------------------------------------------------------------
--- _post_visible_to: contract §4.1 on the post's own columns. Deliberately
--- without SET search_path: it reads no relation and must stay inlinable.
+-- _post_visible_to: the never-shown rules on the post's own columns.
+-- Deliberately without SET search_path: it reads no relation and must stay
+-- inlinable (a SET clause makes it a function call per candidate). So every
+-- operator is qualified with OPERATOR(pg_catalog.x): an inlined body is
+-- parsed with the caller's search_path, and a look-alike operator planted in
+-- a schema on that path must never be chosen.
 CREATE OR REPLACE FUNCTION feed._post_visible_to(
     p_visibility text, p_is_deleted boolean, p_media_ready boolean, p_duration_ms integer,
     p_author_id bigint, p_viewer bigint, p_max_duration_ms integer)
@@ -13,17 +17,23 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $func$
     SELECT NOT p_is_deleted
        AND p_media_ready
-       AND (p_duration_ms IS NULL OR p_duration_ms <= p_max_duration_ms)
-       AND (p_visibility = 'public' OR (p_visibility = 'shadow_ban' AND p_author_id = p_viewer))
+       AND (p_duration_ms IS NULL OR p_duration_ms OPERATOR(pg_catalog.<=) p_max_duration_ms)
+       AND (p_visibility OPERATOR(pg_catalog.=) 'public'::pg_catalog.text
+            OR (p_visibility OPERATOR(pg_catalog.=) 'shadow_ban'::pg_catalog.text
+                AND p_author_id OPERATOR(pg_catalog.=) p_viewer))
 $func$;
 
 -------------------------------------------------------------------------------
--- _uniform: a deterministic pseudo-random number in [0, 1) from a seed and a key
+-- _uniform: a deterministic pseudo-random number in [0, 1) from a seed and a
+-- key. No SET search_path, so that it inlines into the ranking queries; every
+-- operator and function is schema-qualified instead (see _post_visible_to).
 CREATE OR REPLACE FUNCTION feed._uniform(p_seed bigint, p_key bigint)
 RETURNS double precision
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $func$
-    SELECT (pg_catalog.hashint8extended(p_key, p_seed) & 2147483647)::double precision / 2147483648.0
+    SELECT (pg_catalog.hashint8extended(p_key, p_seed) OPERATOR(pg_catalog.&) 2147483647::pg_catalog.int8)
+               ::pg_catalog.float8
+           OPERATOR(pg_catalog./) 2147483648.0::pg_catalog.float8
 $func$;
 
 -------------------------------------------------------------------------------
@@ -194,7 +204,7 @@ CREATE OR REPLACE FUNCTION feed._feed_candidates(
 RETURNS TABLE (post_id bigint, author_id bigint, source text, collab double precision,
                last_seen_at timestamptz, sort_key double precision)
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, @extschema:vector@, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $func$
 DECLARE
     v_personal boolean := p_mode = 'personalized' AND NOT p_repeats;
@@ -339,7 +349,7 @@ CREATE OR REPLACE FUNCTION feed._score_posts(
     p_post_ids bigint[], p_sources text[], p_collab double precision[], p_now timestamptz)
 RETURNS TABLE (post_id bigint, author_id bigint, source text, score double precision, components double precision[])
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, @extschema:vector@, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $func$
 DECLARE
     w jsonb;
@@ -356,7 +366,7 @@ DECLARE
     engagement_scale double precision;  engagement_cap double precision;  post_type_points double precision;
     post_type_cap double precision;
     -- the viewer and the request
-    v_taste vector;
+    v_taste @extschema:vector@.vector;
     v_recent_window double precision := extract(epoch FROM feed._setting_interval('author_recency_window'));
     v_connection_slow boolean := lower(coalesce(p_context ->> 'connection', ''))
                                  IN ('slow', '2g', '3g', 'slow-2g', 'cellular', 'metered');
@@ -436,7 +446,7 @@ BEGIN
                1 - least(1, coalesce(a.like_count + a.praise_count + a.trophy_count + a.comment_count
                                      + a.share_count + a.save_count, 0) / 10.0) AS novelty,
                CASE WHEN v_taste IS NOT NULL AND p.embedding IS NOT NULL
-                    THEN coalesce(nullif(1 - (p.embedding <=> v_taste), 'NaN'), 0) ELSE 0 END AS taste_similarity,
+                    THEN coalesce(nullif(1 - (p.embedding OPERATOR(@extschema:vector@.<=>) v_taste), 'NaN'), 0) ELSE 0 END AS taste_similarity,
                CASE WHEN c.collab IS NOT NULL THEN c.collab
                     WHEN w_collab = 0 THEN 0
                     ELSE coalesce((SELECT r.score FROM feed.recommendations r
@@ -518,6 +528,7 @@ CREATE OR REPLACE FUNCTION feed.get_personalized_feed(
 RETURNS TABLE (rank integer, post_id bigint, author_id bigint, score double precision, source text,
                is_repeat boolean, reasons jsonb, next_cursor text)
 LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 -- the statements inside are large and their shape never depends on the
 -- values: planning them once per connection beats re-planning every call
@@ -544,6 +555,7 @@ DECLARE
     v_selected integer;
     v_next_cursor text;
 BEGIN
+    PERFORM feed._authorize_viewer(p_user_id, p_anonymous_allowed => true);
     IF p_page_size IS NULL OR p_page_size < 1 OR p_page_size > 100 THEN
         PERFORM feed._bad_argument('p_page_size', format('must be between 1 and 100, got %s',
                                    coalesce(p_page_size::text, 'null')));
@@ -702,11 +714,12 @@ $func$;
 CREATE OR REPLACE FUNCTION feed.explain_score(p_user_id bigint, p_post_id bigint, p_context jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $func$
 DECLARE
     v_now timestamptz := now();
-    v_context jsonb := feed._check_context(p_user_id, p_context);
+    v_context jsonb;
     v_viewer jsonb;
     v_post feed.posts;
     v_seen feed.seen_posts;
@@ -714,6 +727,9 @@ DECLARE
     v_excluded text[] := '{}';
     v_scored record;
 BEGIN
+    -- another viewer's hidden, reported and seen posts are theirs alone
+    PERFORM feed._authorize_viewer(p_user_id);
+    v_context := feed._check_context(p_user_id, p_context);
     IF p_post_id IS NULL THEN
         PERFORM feed._bad_argument('p_post_id', 'must not be null');
     END IF;

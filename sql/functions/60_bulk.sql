@@ -512,7 +512,7 @@ $func$;
 CREATE OR REPLACE FUNCTION feed._vector_problem(p_value text, p_dims integer)
 RETURNS text
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, @extschema:vector@, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $func$
 DECLARE
     v_vector @extschema:vector@.vector;
@@ -525,8 +525,8 @@ BEGIN
     EXCEPTION WHEN data_exception OR program_limit_exceeded THEN
         RETURN SQLERRM;
     END;
-    IF p_dims IS NOT NULL AND vector_dims(v_vector) <> p_dims THEN
-        RETURN format('expected %s dimensions, not %s', p_dims, vector_dims(v_vector));
+    IF p_dims IS NOT NULL AND @extschema:vector@.vector_dims(v_vector) <> p_dims THEN
+        RETURN format('expected %s dimensions, not %s', p_dims, @extschema:vector@.vector_dims(v_vector));
     END IF;
     RETURN NULL;
 END
@@ -755,7 +755,7 @@ $func$;
 CREATE OR REPLACE FUNCTION feed._import_apply(p_kind text)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, @extschema:vector@, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $func$
 DECLARE
     v_rows bigint;

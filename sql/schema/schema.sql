@@ -8,7 +8,12 @@
 -- Functions, triggers and views live in sql/functions/ (idempotent, re-applied
 -- on every migrate), not here.
 
-CREATE SCHEMA IF NOT EXISTS feed;
+-- Nothing a non-owner can create objects in is on the path while this runs:
+-- CHECK constraints and defaults are bound to operators and functions here.
+-- pgvector is named with its schema (filled in by pgfeed migrate).
+SET LOCAL search_path TO pg_catalog, pg_temp;
+
+CREATE SCHEMA feed;
 COMMENT ON SCHEMA feed IS 'pgfeed: personalized feed ranking inside PostgreSQL';
 
 -------------------------------------------------------------------------------
@@ -24,7 +29,7 @@ CREATE TABLE feed.install_state (
 DO $install_vector$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'vector') THEN
-        CREATE EXTENSION vector;
+        CREATE EXTENSION vector SCHEMA public;
         INSERT INTO feed.install_state (key, value) VALUES ('created_extension_vector', 'true');
     END IF;
 END
@@ -43,7 +48,7 @@ CREATE TABLE feed.posts (
     is_deleted     boolean NOT NULL DEFAULT false,
     media_ready    boolean NOT NULL DEFAULT true,
     duration_ms    integer,
-    embedding      vector(384),
+    embedding      @extschema:vector@.vector(384),
     -- engine-maintained
     like_count     bigint NOT NULL DEFAULT 0,
     comment_count  bigint NOT NULL DEFAULT 0,
@@ -92,12 +97,12 @@ ALTER TABLE feed.posts SET (toast_tuple_target = 128);
 -- HNSW insert costs milliseconds, so the HNSW index lives here instead.
 CREATE TABLE feed.post_embeddings (
     post_id   bigint PRIMARY KEY,
-    embedding vector(384) NOT NULL
+    embedding @extschema:vector@.vector(384) NOT NULL
 );
 COMMENT ON TABLE feed.post_embeddings IS
     'Copy of feed.posts.embedding (non-null ones), kept by triggers; carries the HNSW index.';
 -- similar_posts and the similar source: nearest neighbours by cosine distance
-CREATE INDEX post_embeddings_hnsw_idx ON feed.post_embeddings USING hnsw (embedding vector_cosine_ops);
+CREATE INDEX post_embeddings_hnsw_idx ON feed.post_embeddings USING hnsw (embedding @extschema:vector@.vector_cosine_ops);
 
 -------------------------------------------------------------------------------
 -- the social graph and explicit preferences, written by the host
@@ -378,7 +383,7 @@ COMMENT ON TABLE feed.feed_session_items IS 'Every page served in a session, kep
 
 CREATE TABLE feed.user_taste (
     user_id    bigint PRIMARY KEY,
-    taste      vector(384) NOT NULL,
+    taste      @extschema:vector@.vector(384) NOT NULL,
     strength   double precision NOT NULL DEFAULT 0,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
@@ -408,3 +413,17 @@ COMMENT ON TABLE feed.recommendations IS 'Precomputed per-viewer recommendations
 CREATE INDEX recommendations_user_score_idx ON feed.recommendations (user_id, score DESC);
 -- run_maintenance: expiring recommendations
 CREATE INDEX recommendations_expires_idx ON feed.recommendations (expires_at);
+
+-------------------------------------------------------------------------------
+-- identities of end users' own connections (PostgREST, Supabase): a JWT claim
+-- that is not an integer maps to a user id here; the host fills it
+CREATE TABLE feed.user_identities (
+    subject    text PRIMARY KEY,
+    user_id    bigint NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT user_identities_subject_not_empty CHECK (subject <> '')
+);
+COMMENT ON TABLE feed.user_identities IS
+    'JWT subjects (e.g. Supabase UUIDs) of end users, mapped to pgfeed user ids; written by the host.';
+-- every identity of a user (when the host deletes or merges a user)
+CREATE INDEX user_identities_user_idx ON feed.user_identities (user_id);

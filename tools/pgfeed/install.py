@@ -27,6 +27,14 @@ VERSION_TABLE = "alembic_version"
 DEFAULT_EMBEDDING_DIM = 384
 MAX_EMBEDDING_DIM = 16000  # pgvector's limit for the vector type
 VECTOR_SCHEMA_TOKEN = "@extschema:vector@"
+# pgfeed's own roles (sql/functions/90_security.sql); cluster-wide
+ROLES = ("pgfeed_admin", "pgfeed_viewer", "pgfeed_app")
+# The search_path every pgfeed DDL statement runs under: nothing a non-owner
+# can create objects in. Trigger conditions, CHECK constraints and defaults
+# are bound to operators when they are created, so a look-alike operator
+# planted in public must not be on the path then. pgvector is named with its
+# schema instead (VECTOR_SCHEMA_TOKEN).
+SAFE_SEARCH_PATH = "pg_catalog, pg_temp"
 
 
 class MigrationError(Exception):
@@ -55,20 +63,59 @@ def function_files(sql_dir: Path | None = None) -> list[Path]:
     return sorted(directory.glob("*.sql"))
 
 
-def vector_schema(conn: psycopg.Connection) -> str:
+def vector_schema(conn: psycopg.Connection, default: str | None = None) -> str:
+    """The schema pgvector lives in (public, extensions on Supabase, or its own).
+
+    ``default`` answers for a database without pgvector (schema.sql creates it
+    in public); without a default that is an error."""
     row = conn.execute(
         "SELECT n.nspname FROM pg_catalog.pg_extension e"
         " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'"
     ).fetchone()
     if row is None:
+        if default is not None:
+            return default
         raise MigrationError("the pgvector extension is not installed in this database")
     return row[0]
 
 
+def render(text: str, vector_schema_name: str) -> str:
+    """SQL text with pgvector's schema filled in, quoted as an identifier."""
+    return text.replace(VECTOR_SCHEMA_TOKEN, '"' + vector_schema_name.replace('"', '""') + '"')
+
+
 def render_functions(vector_schema_name: str, sql_dir: Path | None = None) -> list[tuple[str, str]]:
     """(file name, SQL) of every function file, with the pgvector schema filled in."""
-    quoted = '"' + vector_schema_name.replace('"', '""') + '"'
-    return [(path.name, path.read_text().replace(VECTOR_SCHEMA_TOKEN, quoted)) for path in function_files(sql_dir)]
+    return [(path.name, render(path.read_text(), vector_schema_name)) for path in function_files(sql_dir)]
+
+
+def render_schema(vector_schema_name: str, sql_dir: Path | None = None) -> str:
+    """sql/schema/schema.sql with the pgvector schema filled in."""
+    return render(((sql_dir or resources.sql_dir()) / "schema" / "schema.sql").read_text(), vector_schema_name)
+
+
+def use_safe_search_path(conn: psycopg.Connection, *extra_schemas: str) -> None:
+    """Pin this transaction's search_path for DDL (SAFE_SEARCH_PATH, plus any
+    schema a frozen revision needs unqualified)."""
+    path = ", ".join(["pg_catalog", *(pgsql.Identifier(s).as_string(conn) for s in extra_schemas), "pg_temp"])
+    conn.execute("SELECT pg_catalog.set_config('search_path', %s, true)", [path])
+
+
+def drop_unused_roles(conn: psycopg.Connection) -> list[str]:
+    """After uninstalling from this database, drop pgfeed's roles unless another
+    database still uses them (DROP ROLE refuses while any object of any
+    database grants them something). Returns the roles dropped."""
+    dropped = []
+    for role in ROLES:
+        if conn.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", [role]).fetchone() is None:
+            continue
+        try:
+            with conn.transaction():
+                conn.execute(pgsql.SQL("DROP ROLE {}").format(pgsql.Identifier(role)))
+            dropped.append(role)
+        except (psycopg.errors.DependentObjectsStillExist, psycopg.errors.InsufficientPrivilege):
+            pass
+    return dropped
 
 
 def functions_digest(rendered: list[tuple[str, str]]) -> str:
@@ -83,6 +130,7 @@ def apply_functions(conn: psycopg.Connection, sql_dir: Path | None = None, force
     Returns whether anything ran."""
     rendered = render_functions(vector_schema(conn), sql_dir)
     digest = functions_digest(rendered)
+    use_safe_search_path(conn)
     applied = conn.execute("SELECT value FROM feed.install_state WHERE key = 'functions_sha256'").fetchone()
     if applied and applied[0] == digest and not force:
         return False
@@ -139,8 +187,8 @@ def set_embedding_dimension(conn: psycopg.Connection, dim: int) -> None:
                 f"it cannot become {dim} (clear the embeddings first, then migrate again)"
             )
         conn.execute(
-            pgsql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE vector({})").format(
-                ident_table, ident_column, pgsql.Literal(dim)
+            pgsql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {}.vector({})").format(
+                ident_table, ident_column, pgsql.Identifier(vector_schema(conn)), pgsql.Literal(dim)
             )
         )
 
@@ -225,10 +273,13 @@ def migrate(
                         "schema feed exists but has no pgfeed migration history; "
                         "drop it or restore the feed.alembic_version table before migrating"
                     )
-                conn.execute((resources.sql_dir() / "schema" / "schema.sql").read_text().encode())
+                use_safe_search_path(conn)
+                conn.execute(render_schema(vector_schema(conn, default="public")).encode())
                 stamp_head(sa_conn)
                 report.fresh_install = True
             else:
+                # frozen revisions name pgvector's types unqualified
+                use_safe_search_path(conn, vector_schema(conn))
                 upgrade_to_head(sa_conn)
             report.revision_after = current_revision(conn)
 
@@ -251,13 +302,14 @@ def migration_sql(dsn: str | None, embedding_dim: int | None = None) -> str:
     if dsn:
         with psycopg.connect(dsn) as conn:
             revision = current_revision(conn)
-            if revision is not None:
-                vector_schema_name = vector_schema(conn)
+            vector_schema_name = vector_schema(conn, default="public")
+    quoted_vector_schema = pgsql.Identifier(vector_schema_name).as_string(None)
     out.write("-- pgfeed migrate --sql: review, then run with psql -1 -v ON_ERROR_STOP=1 -f\n")
-    out.write(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY});\n\n")
+    out.write(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY});\n")
+    out.write(f"SELECT pg_catalog.set_config('search_path', '{SAFE_SEARCH_PATH}', true);\n\n")
     if revision is None:
         out.write("-- fresh install: sql/schema/schema.sql\n")
-        out.write((resources.sql_dir() / "schema" / "schema.sql").read_text())
+        out.write(render_schema(vector_schema_name))
         out.write(
             f"\nCREATE TABLE {VERSION_TABLE_SCHEMA}.{VERSION_TABLE} (version_num VARCHAR(32) NOT NULL,"
             f" CONSTRAINT {VERSION_TABLE}_pkc PRIMARY KEY (version_num));\n"
@@ -271,8 +323,10 @@ def migration_sql(dsn: str | None, embedding_dim: int | None = None) -> str:
         buffer = io.StringIO()
         cfg = alembic_config(dsn, output=buffer)
         command.upgrade(cfg, f"{revision}:head", sql=True)
-        out.write(f"-- schema revisions {revision} -> head\n")
+        out.write(f"-- schema revisions {revision} -> head (frozen files name pgvector's types unqualified)\n")
+        out.write(f"SELECT pg_catalog.set_config('search_path', 'pg_catalog, {quoted_vector_schema}, pg_temp', true);\n")
         out.write(buffer.getvalue())
+        out.write(f"SELECT pg_catalog.set_config('search_path', '{SAFE_SEARCH_PATH}', true);\n")
     else:
         out.write(f"-- schema already at head ({revision})\n")
     for name, text in render_functions(vector_schema_name):
