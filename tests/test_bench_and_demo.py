@@ -25,7 +25,7 @@ def test_bench_reports_every_figure_with_sane_values(empty_database, tmp_path):
     _, dsn = empty_database
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(cli, ["bench", "--scale", "tiny", "--samples", "20", "--seconds", "1",
-                                      "--clients", "2", "--dsn", dsn, "--json", str(out)],
+                                      "--clients", "2", "--dsn", dsn, "--output", str(out)],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())

@@ -56,9 +56,9 @@ def test_dsn_comes_from_the_environment(empty_database, monkeypatch):
     assert feed_schema_exists(dsn)
 
 
-def test_unreachable_server_is_one_line_and_exit_2():
+def test_unreachable_server_is_one_line_and_exit_3():
     result = run_cli("status", "--dsn", "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
-    assert result.returncode == 2
+    assert result.returncode == 3
     assert result.stderr.startswith("pgfeed: error: cannot reach the database")
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
@@ -68,8 +68,8 @@ def test_sql_error_shows_sqlstate(empty_database):
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA feed")  # a schema pgfeed did not create
     result = run_cli("migrate", "--dsn", dsn)
-    assert result.returncode == 2
-    assert "no pgfeed migration history" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 1
+    assert result.stderr.startswith("pgfeed: error: ") and "no pgfeed migration history" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_embedded_server_lifecycle():

@@ -4,6 +4,7 @@ line of the first bad row; imported interactions leave the state the write funct
 from __future__ import annotations
 
 import io
+import json
 from decimal import Decimal
 
 import pytest
@@ -159,7 +160,10 @@ BAD_FILES = [
      "post_id,author_id,category\n5,1,\"multi\nline\"\n6,1,art\n5,1,x\n", 5, "post_id: post 5 appears"),
     ("duplicate post", "posts", "post_id,author_id,category\n5,1,art\n6,1,art\n5,2,jazz\n", 4,
      "post_id: post 5 appears more than once"),
-    ("existing post", "posts", "post_id,author_id,category\n5,1,art\n1,1,art\n", 3, "post_id: post 1 already exists"),
+    ("existing post twice", "posts", "post_id,author_id,category\n1,1,art\n5,1,art\n1,2,jazz\n", 4,
+     "post_id: post 1 appears more than once"),
+    ("existing post, bad value", "posts", "post_id,author_id,category,visibility\n5,1,art,\n1,1,art,hidden\n", 3,
+     "visibility:"),
     ("empty category", "posts", "post_id,author_id,category\n5,1,\"  \"\n", 2, "category: missing"),
     ("bad visibility", "posts", "post_id,author_id,category,visibility\n5,1,art,hidden\n", 2, "visibility:"),
     ("bad boolean", "posts", "post_id,author_id,category,is_deleted\n5,1,art,maybe\n", 2, "is_deleted:"),
@@ -233,3 +237,83 @@ def test_a_small_import_into_a_large_log_rebuilds_only_what_it_touched(db, db_ds
         partial = derived(db)
         db.execute("SELECT feed._rebuild_derived_state()")
         assert derived(db) == partial
+
+
+# ---------------------------------------------------------------------------
+# importing the same file again changes nothing
+
+def test_posts_are_upserted_by_post_id(db, db_dsn, tmp_path):
+    path = write(tmp_path, "post_id,author_id,category,post_type,duration_ms\n1,10,art,image,\n2,11,jazz,video,30000\n")
+    first = import_csv(db_dsn, "posts", path)
+    assert (first["rows"], first["inserted"], first["updated"], first["skipped"]) == (2, 2, 0, 0)
+    interact(db, 7, 2, "like")
+    before = fingerprint(db)
+    again = import_csv(db_dsn, "posts", path)
+    assert (again["rows"], again["inserted"], again["updated"], again["skipped"]) == (2, 0, 0, 2)
+    assert fingerprint(db) == before
+    # a changed file: post 2 changes category, its empty duration keeps the stored one; post 3 is new
+    changed = write(tmp_path, "post_id,author_id,category,post_type,duration_ms\n"
+                              "1,10,art,image,\n2,11,blues,,\n3,12,art,,\n", "changed.csv")
+    result = import_csv(db_dsn, "posts", changed)
+    assert (result["rows"], result["inserted"], result["updated"], result["skipped"]) == (3, 1, 1, 1)
+    assert db.execute("SELECT post_id, author_id, category, post_type, duration_ms, like_count FROM feed.posts"
+                      " ORDER BY 1").fetchall() == [(1, 10, "art", "image", None, 0),
+                                                    (2, 11, "blues", "video", 30000, 1),
+                                                    (3, 12, "art", "post", None, 0)]
+
+
+def test_follows_imported_twice_are_there_once(db, db_dsn, tmp_path):
+    path = write(tmp_path, "follower_id,followee_id,created_at\n1,2,2026-01-01\n1,3,\n")
+    assert import_csv(db_dsn, "follows", path)["inserted"] == 2
+    before = fingerprint(db)
+    again = import_csv(db_dsn, "follows", path)
+    assert (again["inserted"], again["skipped"]) == (0, 2)
+    assert fingerprint(db) == before
+
+
+def test_interactions_imported_twice_are_logged_once(db, db_dsn, tmp_path):
+    add_post(db, 1, author_id=50)
+    add_post(db, 2, author_id=51)
+    rows = ("7,1,view,,12,2026-01-01 10:00:00+00,0.5\n"
+            "7,1,view,,12,2026-01-01 10:00:00+00,0.5\n"  # two identical views: both are real
+            "7,1,like,,,2026-01-01 10:00:01+00,\n"
+            "8,2,gift,2.50,,2026-01-01 10:00:02+00,\n")
+    path = write(tmp_path, INTERACTIONS + rows)
+    assert import_csv(db_dsn, "interactions", path)["inserted"] == 4
+    before = fingerprint(db)
+    again = import_csv(db_dsn, "interactions", path)
+    assert (again["rows"], again["inserted"], again["skipped"]) == (4, 0, 4)
+    assert fingerprint(db) == before
+    # a longer export of the same history: only the new rows are added
+    longer = write(tmp_path, INTERACTIONS + rows + "7,1,view,,3,2026-01-01 10:00:00+00,0.5\n"
+                   "9,1,like,,,2026-01-02 00:00:00+00,\n", "longer.csv")
+    result = import_csv(db_dsn, "interactions", longer)
+    assert (result["inserted"], result["skipped"]) == (2, 4)
+    assert db.execute("SELECT count(*) FROM feed.interactions").fetchone()[0] == 6
+    assert db.execute("SELECT like_count, view_count, gift_amount FROM feed.posts ORDER BY post_id").fetchall() == [
+        (2, 3, Decimal("0.00")), (0, 0, Decimal("2.50"))]
+
+
+def test_interactions_without_a_time_are_new_every_time(db, db_dsn, tmp_path):
+    add_post(db, 1)
+    path = write(tmp_path, "user_id,post_id,action\n7,1,view\n")
+    import_csv(db_dsn, "interactions", path)
+    import_csv(db_dsn, "interactions", path)
+    assert db.execute("SELECT count(*) FROM feed.interactions").fetchone()[0] == 2
+
+
+def test_import_command_prints_a_summary(db, db_dsn, tmp_path):
+    from click.testing import CliRunner
+
+    from pgfeed.cli import cli
+
+    path = write(tmp_path, "post_id,author_id,category\n1,1,art\n2,1,[follows author]\n")
+    first = CliRunner().invoke(cli, ["import", "posts", str(path), "--dsn", db_dsn], catch_exceptions=False)
+    assert first.exit_code == 0
+    assert first.stdout.startswith("imported posts from data.csv: 2 rows, 2 new, 0 updated, 0 already there (")
+    again = CliRunner().invoke(cli, ["import", "posts", str(path), "--dsn", db_dsn, "--json"], catch_exceptions=False)
+    result = json.loads(again.stdout)
+    assert (result["rows"], result["inserted"], result["updated"], result["skipped"]) == (2, 0, 0, 2)
+    bad = CliRunner().invoke(cli, ["import", "posts", str(write(tmp_path, "post_id,author_id,category\nx,1,art\n")),
+                                   "--dsn", db_dsn])
+    assert bad.exit_code == 1 and bad.stderr.startswith("pgfeed: error: ") and ":2: post_id:" in bad.stderr

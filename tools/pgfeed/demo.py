@@ -1,5 +1,11 @@
 """`pgfeed demo`: the newcomer's tour. Every step is a SQL call; this file only
-orchestrates and prints."""
+orchestrates and prints.
+
+The demo builds its world where every other command looks: the database named
+by --dsn / the environment, or else the embedded server's default database
+(pgfeed). It migrates that database and replaces pgfeed's data there
+(settings and profiles stay), so `pgfeed feed`, `pgfeed doctor` and
+`psql "$(pgfeed server url)"` see the demo world afterwards."""
 
 from __future__ import annotations
 
@@ -10,17 +16,10 @@ import psycopg
 
 from . import database, install
 
-DEMO_DATABASE = "pgfeed_demo"
-
-
 def _demo_dsn(dsn: str | None, data_dir: Path | None) -> str:
     if dsn:
         return database.normalize_dsn(dsn)
-    status = database.start_embedded(data_dir)
-    with psycopg.connect(status.dsn("postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DEMO_DATABASE}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DEMO_DATABASE}"')
-    return status.dsn(DEMO_DATABASE)
+    return database.start_embedded(data_dir).dsn()
 
 
 def _active_viewer(conn) -> int:
@@ -29,10 +28,14 @@ def _active_viewer(conn) -> int:
         "SELECT user_id FROM feed.user_signals ORDER BY observations DESC, user_id LIMIT 1 OFFSET 3").fetchone()[0]
 
 
-def run_demo(*, dsn, data_dir, users, posts, interactions, seed, viewer, out) -> None:
+def run_demo(*, dsn, data_dir, users, posts, interactions, seed, viewer, out, show_dsn: bool | None = None) -> None:
+    """``show_dsn``: name the database in the commands suggested at the end
+    (default: when ``dsn`` is given; not needed when it comes from the environment)."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from .cli import fetch_page, page_table
+    from rich.markup import escape
+
+    from .cli_feed import fetch_page, page_table
     from .seed import seed_world
 
     started = time.perf_counter()
@@ -46,6 +49,12 @@ def run_demo(*, dsn, data_dir, users, posts, interactions, seed, viewer, out) ->
         task = bar.add_task("migrating (schema + functions)", total=1)
         install.migrate(target)
         bar.update(task, completed=1)
+        with psycopg.connect(target, autocommit=True) as conn:
+            database_name = conn.execute("SELECT current_database()").fetchone()[0]
+            existing = conn.execute("SELECT count(*) FROM feed.posts").fetchone()[0]
+        if existing:
+            bar.console.print(f"replacing the {existing} posts (and pgfeed's other data) in database "
+                              f"{escape(database_name)}; settings and profiles stay")
 
         task = bar.add_task("seeding a world", total=1)
 
@@ -98,12 +107,18 @@ def run_demo(*, dsn, data_dir, users, posts, interactions, seed, viewer, out) ->
         out.print(f"   posts by author {author} on page 3: {len(related)}; the liked post is in the cooldown now "
                   "and never comes back unless inventory runs dry")
 
-    out.print(f"\ndone in {time.perf_counter() - started:.0f}s. Explore further:")
-    target_hint = f"--dsn '{target}'"
-    for command in (f"pgfeed feed {viewer} {target_hint}",
-                    f"pgfeed feed {viewer} --profile social {target_hint}",
-                    f"pgfeed explain {viewer} {liked['post_id']} {target_hint}",
-                    f"pgfeed similar {liked['post_id']} {target_hint}",
-                    f"pgfeed doctor {target_hint}",
-                    f"psql '{target}'   # then: SELECT * FROM feed.get_personalized_feed({viewer}, 12, NULL);"):
-        out.print(f"   {command}")
+    out.print(f"\ndone in {time.perf_counter() - started:.0f} s; the world is in database "
+              f"{escape(database_name)}. Explore further:")
+    if show_dsn is None:
+        show_dsn = bool(dsn)
+    hint = f" --dsn '{target}'" if show_dsn else ""
+    if not dsn and data_dir is not None and Path(data_dir) != database.default_data_dir():
+        hint = f" --data-dir {data_dir}"
+    psql = f"psql '{target}'" if dsn else f"psql \"$(pgfeed server url{hint})\""
+    for command in (f"pgfeed feed {viewer}{hint}",
+                    f"pgfeed feed {viewer} --profile social{hint}",
+                    f"pgfeed explain {viewer} {liked['post_id']}{hint}",
+                    f"pgfeed similar {liked['post_id']}{hint}",
+                    f"pgfeed doctor{hint}",
+                    f"{psql}   # then: SELECT * FROM feed.get_personalized_feed({viewer}, 12, NULL);"):
+        out.print(f"   {escape(command)}")
