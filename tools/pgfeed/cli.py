@@ -12,6 +12,7 @@ codes, --json, progress) is in cli_common.py and documented in docs/cli.md:
     cli_config.py   settings list|get|set|reset, profiles list|show|set|reset
     cli_health.py   doctor
     cli_tour.py     demo, bench, eval
+    cli_schedule.py schedule install|list|remove (pg_cron)
 
 A new command goes in a module of its own and is registered with one
 ``cli.add_command(...)`` line below.
@@ -43,7 +44,7 @@ from .cli_common import (  # noqa: F401 - re-exported: tests and other modules i
     progress_bar,
     spinner,
 )
-from . import cli_config, cli_data, cli_feed, cli_health, cli_jobs, cli_server, cli_tour
+from . import cli_config, cli_data, cli_feed, cli_health, cli_jobs, cli_schedule, cli_server, cli_tour
 from .cli_feed import fetch_page, page_table, top_reasons  # noqa: F401 - used by demo.py
 
 __all__ = [  # what other modules and the tests import from here
@@ -89,6 +90,7 @@ cli.add_command(cli_health.doctor)
 cli.add_command(cli_tour.demo)
 cli.add_command(cli_tour.bench)
 cli.add_command(cli_tour.eval_)
+cli.add_command(cli_schedule.schedule)
 
 
 # ---------------------------------------------------------------------------
@@ -99,4 +101,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-from .cli_schedule import schedule; cli.add_command(schedule)  # noqa: E402,E702  (pgfeed schedule)
