@@ -144,14 +144,22 @@ def fit_itemknn_bm25(data: Interactions, K: int = 100, K1: float = 1.2, B: float
     return _item_item(BM25Recommender(K=K, K1=K1, B=B, num_threads=1), data)
 
 
+def ease_weights(gram, lam: float):
+    """EASE's item x item weights from the Gram matrix XᵀX: the B minimizing
+    ||X − XB||² + λ||B||² with diag(B) = 0, i.e. B = I − P·diag(1/diag P), P = (XᵀX + λI)⁻¹."""
+    np, _ = require()
+    G = np.array(gram, dtype=np.float64)
+    G[np.diag_indices_from(G)] += lam
+    P = np.linalg.inv(G)
+    B = -P / np.diag(P)
+    B[np.diag_indices_from(B)] = 0.0
+    return B
+
+
 def fit_ease(data: Interactions, lam: float = 500.0, **_):
     np, _ = require()
     X = data.matrix
-    gram = (X.T @ X).toarray().astype(np.float64)
-    gram[np.diag_indices_from(gram)] += lam
-    P = np.linalg.inv(gram)
-    B = -P / np.diag(P)
-    B[np.diag_indices_from(B)] = 0.0
+    B = ease_weights((X.T @ X).toarray(), lam)
 
     def scores_for(rows):
         return np.asarray(X[rows] @ B)

@@ -184,7 +184,8 @@ def split_by_time(ratings: Iterable[Rating], seed: int = DEFAULT_SEED, test_frac
     user, item)``, which is all the seed changes. No training rating of a
     viewer is later than any of their test ratings: nothing after a viewer's
     test cut reaches training. (Other viewers' ratings are cut at their own
-    time.)"""
+    time.) A repeat of an item the viewer already has in training is dropped
+    from the test set (it cannot be recommended again)."""
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be between 0 and 1, got {test_fraction}")
     by_user: dict[int, list[Rating]] = defaultdict(list)
@@ -196,7 +197,8 @@ def split_by_time(ratings: Iterable[Rating], seed: int = DEFAULT_SEED, test_frac
         history = sorted(by_user[user], key=lambda r: (r.timestamp, split_key(seed, r.user_id, r.item_id), r.item_id))
         cut = len(history) - round(test_fraction * len(history))
         train.extend(history[:cut])
-        test.extend(history[cut:])
+        before = {r.item_id for r in history[:cut]}
+        test.extend(r for r in history[cut:] if r.item_id not in before)
     return Split(train=train, test=test, seed=seed, test_fraction=test_fraction, method="time")
 
 
