@@ -910,8 +910,8 @@ def eval_(dataset, path, k, profiles, seed_value, seeds, split_method, baselines
 
     \b
     Example:
-        pgfeed eval --dataset ml100k ../shared/eval-data/ml-100k
-        pgfeed eval ../shared/eval-data/ml-100k --baselines --seeds 5 --split time
+        pgfeed eval --dataset ml100k path/to/ml-100k
+        pgfeed eval path/to/ml-100k --baselines --seeds 5 --split time
         pgfeed eval --dataset csv my-events.csv --profile hybrid --json
     """
     from . import eval_feed, evaluate

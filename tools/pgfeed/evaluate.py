@@ -7,7 +7,7 @@ scores the answer. Python only loads, splits and counts here; every ranking
 comes from SQL.
 
 Protocol (the one the published ML-100K top-N baselines use; see
-``eval-data/README.md``):
+Ferrari Dacrema et al., RecSys 2019, and the Recommenders.jl README):
 
 * every rating (1 to 5 stars) is a positive: a ``like`` at the rating's
   timestamp; movies become posts (``post_id`` = item id, ``author_id`` = item
@@ -75,7 +75,7 @@ DEFAULT_K = 10
 # the lookback that covers the whole log, whenever it was recorded
 FULL_LOOKBACK = "100 years"
 
-# Published top-N results on ML-100K (random global 80/20, k = 10), from eval-data/README.md
+# Published top-N results on ML-100K (random global 80/20, k = 10): Ferrari Dacrema et al., RecSys 2019; Recommenders.jl
 PUBLISHED_ML100K = {
     "MostPopular": {"precision": 0.190, "recall": 0.118},
     "UserKNN": {"precision": 0.291, "recall": 0.180},
