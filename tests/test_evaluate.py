@@ -197,3 +197,76 @@ def test_end_to_end_on_a_scratch_database(pg_server, tmp_path):
     # the scratch database is gone
     with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'pgfeed_eval_%'").fetchone()[0] == 0
+
+
+# ---------------------------------------------------------------------------
+# the time split, the validation split, the spread over seeds
+
+def test_time_split_holds_out_each_viewers_latest_fifth():
+    data = ratings(per_user=12)
+    # ties in time: user 1 rates items at only two timestamps
+    data = [ev.Rating(r.user_id, r.item_id, r.rating, 880000000 + (r.item_id % 2)) if r.user_id == 1 else r
+            for r in data]
+    split = ev.split_by_time(data, seed=3)
+    assert split.method == "time" and ev.make_split(data, "time", 3).test == split.test
+    by_user = {}
+    for r in data:
+        by_user.setdefault(r.user_id, []).append(r)
+    train_by, test_by = {}, {}
+    for r in split.train:
+        train_by.setdefault(r.user_id, []).append(r)
+    for r in split.test:
+        test_by.setdefault(r.user_id, []).append(r)
+    assert sorted(split.train + split.test, key=lambda r: (r.user_id, r.item_id)) == \
+        sorted(data, key=lambda r: (r.user_id, r.item_id))
+    for user, history in by_user.items():
+        assert len(test_by[user]) == round(0.2 * len(history)) == 2
+        # nothing after the viewer's test cut reaches training
+        assert max(r.timestamp for r in train_by[user]) <= min(r.timestamp for r in test_by[user])
+        latest = sorted(history, key=lambda r: r.timestamp)[-2:]
+        if len({r.timestamp for r in history}) == len(history):
+            assert set(test_by[user]) == set(latest)
+    # the seed only orders ratings of the same time: user 1's test set changes with it, the others' do not
+    other = ev.split_by_time(data, seed=4)
+    assert {r for r in other.test if r.user_id != 1} == {r for r in split.test if r.user_id != 1}
+    assert any({r for r in ev.split_by_time(data, seed=s).test if r.user_id == 1}
+               != {r for r in split.test if r.user_id == 1} for s in range(5, 15))
+    with pytest.raises(ValueError):
+        ev.make_split(data, "by-magic")
+    # a repeat of an item already in training is not a test item
+    repeat = [ev.Rating(9, i, 5, 100 + i) for i in range(1, 9)] + [ev.Rating(9, 1, 5, 200), ev.Rating(9, 20, 5, 201)]
+    cut = ev.split_by_time(repeat, seed=1)
+    assert [(r.item_id, r.timestamp) for r in cut.test] == [(20, 201)] and len(cut.train) == 8
+
+
+@pytest.mark.parametrize("method", ["random", "time"])
+def test_validation_split_is_carved_from_training_only(method):
+    data = ratings(per_user=15)
+    split = ev.make_split(data, method, seed=5)
+    validation = ev.validation_split(split)
+    assert validation.method == method
+    key = lambda r: (r.user_id, r.item_id)  # noqa: E731
+    assert sorted(validation.train + validation.test, key=key) == sorted(split.train, key=key)
+    assert not {key(r) for r in validation.test} & {key(r) for r in split.test}
+    assert 0.15 * len(split.train) <= len(validation.test) <= 0.25 * len(split.train)
+    # the test part plays no part in it
+    assert ev.validation_split(ev.Split(split.train, [], split.seed, split.test_fraction, method)).test == validation.test
+
+
+def test_spread_and_the_multi_seed_summary():
+    s = ev.spread([0.3, 0.4, 0.5])
+    assert s == pytest.approx({"mean": 0.4, "sd": 0.1, "min": 0.3, "max": 0.5})
+    assert ev.spread([0.25])["sd"] == 0
+    reports = []
+    for seed, p in ((1, 0.2), (2, 0.4)):
+        r = ev.Report(dataset="x", k=10, seed=seed, build={"seconds": seed})
+        r.results["a"] = {"precision": p, "recall": p / 2, "ndcg": p, "users": 3, "k": 10}
+        reports.append(r)
+    multi = ev.MultiReport(reports)
+    summary = multi.as_dict()["summary"]
+    assert multi.seeds == [1, 2]
+    assert summary["a"]["precision"]["mean"] == pytest.approx(0.3)
+    assert summary["a"]["recall"]["max"] == pytest.approx(0.2)
+    assert summary["build_recommendations seconds"]["mean"] == pytest.approx(1.5)
+    text = ev.format_multi_report(multi)
+    assert "0.3000±0.1414" in text and "P@k = hits / k" in text

@@ -72,6 +72,7 @@ def reference(events, touched, hidden, post_rows, cfg):
     support = int(cfg["recommendation_min_support"])
     per_user = int(cfg["recommendations_per_user"])
     min_ratio = float(cfg["recommendation_min_watch_ratio"])
+    recency = float(cfg["recommendation_recency_exponent"])
 
     per_pair = defaultdict(list)
     for user, post, action, ago, ratio in events:
@@ -112,11 +113,11 @@ def reference(events, touched, hidden, post_rows, cfg):
     for user, items in history.items():
         scores = defaultdict(float)
         contributors = defaultdict(list)
-        for i in items[:history_cap]:
+        for r, i in enumerate(items[:history_cap], start=1):
             for (a, j), s in neighbours.items():
                 if a == i:
-                    scores[j] += s
-                    contributors[j].append((-s, i))
+                    scores[j] += s * r ** -recency
+                    contributors[j].append((-s * r ** -recency, i))
         kept = [(s, j) for j, s in scores.items()
                 if post_rows[j][1] and post_rows[j][0] != user and j not in touched[user] and (user, j) not in hidden]
         kept.sort(key=lambda x: (-x[0], x[1]))
@@ -138,7 +139,7 @@ def test_a_tiny_world_with_a_known_answer(db):
         log(db, user, post, minutes_ago=ago)
     written = build(db)
 
-    g, b, shrink = 0.75, 0.55, 20.0
+    g, b, shrink = 0.75, 0.7, 100.0                # the defaults
     w1, w2 = 2 ** -g, 3 ** -g                 # viewer weights: 2 and 3 liked posts
     n = {1: 3, 2: 2, 3: 1}                     # viewers per post
     sim_1_2 = (w1 + w2) / (n[1] * n[2] ** b + shrink)
@@ -479,17 +480,19 @@ def test_live_collaborative_scores_recent_positives_through_the_neighbours(db):
     db.execute("SELECT feed.record_interaction(9, 4, 'view')")
     db.execute("SELECT feed.record_interaction(9, 5, 'not_interested')")
     got = live(db, 9)
+    # the latest positive (2, shared) weighs 1, the one before (1, liked) 2^-recommendation_recency_exponent
+    weight = {2: 1.0, 1: 2 ** -float(settings(db)["recommendation_recency_exponent"])}
     scores = defaultdict(float)
     for (p, q), s in neighbours.items():
         if p in (1, 2) and q not in (1, 2, 4, 5):
-            scores[q] += s
+            scores[q] += s * weight[p]
     want = sorted(scores, key=lambda q: (-scores[q], q))
     assert [r[0] for r in got] == want
     best = scores[want[0]]
     for post, score, because in got:
         assert score == pytest.approx(scores[post] / best)
         contributors = sorted((p for p in (1, 2) if (p, post) in neighbours),
-                              key=lambda p: (-neighbours[(p, post)], p))
+                              key=lambda p: (-neighbours[(p, post)] * weight[p], p))
         assert because == contributors
     assert got[0][1] == pytest.approx(1.0)
     assert len(live(db, 9, 1)) == 1

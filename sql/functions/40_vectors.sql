@@ -12,12 +12,13 @@ SELECT d.name, d.value, d.value, d.kind, d.description FROM (VALUES
     ('recommendation_ttl',             '24 hours', 'interval', 'build_recommendations: precomputed recommendations expire after this.'),
     ('recommendation_neighbors',       '100',      'integer',  'build_recommendations: item-to-item neighbours kept per post (feed.item_neighbors).'),
     ('recommendations_per_user',       '50',       'integer',  'build_recommendations: recommendations kept per viewer (feed.recommendations).'),
-    ('recommendation_history',         '300',      'integer',  'build_recommendations: a viewer''s most recent positive posts that are expanded into recommendations; older ones are ignored.'),
+    ('recommendation_history',         '50',       'integer',  'build_recommendations: a viewer''s most recent positive posts that are expanded into recommendations; older ones are ignored.'),
+    ('recommendation_recency_exponent', '1',       'number',   'build_recommendations and live scoring: the viewer''s r-th most recent positive post (r = 1, 2, ...) weighs r^-exponent when its neighbours are summed (0: every post alike; what a viewer engages with next follows their latest taste).'),
     ('recommendation_pair_history',    '100',      'integer',  'build_recommendations: a viewer''s most recent positive posts that count in co-occurrence (pairs cost the square of this; bounds very long histories).'),
     ('recommendation_history_exponent', '0.75',    'number',   'build_recommendations: a viewer with n positive posts adds n^-exponent to each co-occurrence (long histories say less about any one pair).'),
-    ('recommendation_popularity_exponent', '0.55', 'number',   'build_recommendations: sim(i, j) divides by n_j^exponent, n_j = viewers of the neighbour j (0 favours popular posts, 1 removes popularity).'),
+    ('recommendation_popularity_exponent', '0.7',  'number',   'build_recommendations: sim(i, j) divides by n_j^exponent, n_j = viewers of the neighbour j (0 favours popular posts, 1 removes popularity).'),
     ('recommendation_min_support',     '2',        'integer',  'build_recommendations: two posts are neighbours only when at least this many viewers engaged with both (1 keeps one-off pairs: more reach for rarely seen posts, much more work).'),
-    ('recommendation_shrinkage',       '20',       'number',   'build_recommendations: added to the similarity''s denominator; damps pairs of rarely seen posts.'),
+    ('recommendation_shrinkage',       '100',      'number',   'build_recommendations: added to the similarity''s denominator; damps pairs of rarely seen posts.'),
     ('recommendation_min_watch_ratio', '0.5',      'number',   'build_recommendations: a view counts as a positive signal when its watch ratio is at least this.'),
     ('live_collaborative_history',     '20',       'integer',  'Live collaborative scoring: how many of the viewer''s most recent positive posts are expanded through feed.item_neighbors.')
 ) AS d (name, value, kind, description)
@@ -348,13 +349,15 @@ $func$;
 -- per post replace feed.item_neighbors; co-occurrences are aggregated in hash
 -- buckets of posts (about a million pairs each) so memory stays bounded.
 -- Then every viewer's candidates are the neighbours of their history,
--- scored by the sum of similarities, without posts they ever interacted
+-- scored by the sum of similarities, each weighted by r^-e for the viewer's
+-- r-th most recent positive post (e = recommendation_recency_exponent: what
+-- a viewer engages with next follows their latest taste), without posts they ever interacted
 -- with, hidden posts and their own posts; the best recommendations_per_user
 -- are stored with score / (viewer's best score), so each viewer's best is
 -- 1.0, explanation {"because": [up to 3 of the viewer's posts that
 -- contributed most], "raw_score": sum of similarities}, expiring after
 -- recommendation_ttl. Viewers are scored 2000 per statement. MovieLens 100K
--- (tools/pgfeed/evaluate.py): P@10 0.33-0.34, R@10 about 0.22.
+-- figures: docs/evaluation.md.
 --
 -- Incremental run (p_only_changed = true): keeps feed.item_neighbors and
 -- rescores only viewers with an interaction since the previous run (minus one
@@ -379,6 +382,7 @@ DECLARE
     v_history integer := greatest(feed._setting_integer('recommendation_history'), 1);
     v_pair_history integer := greatest(feed._setting_integer('recommendation_pair_history'), 1);
     v_history_exponent double precision := feed._setting_number('recommendation_history_exponent');
+    v_recency_exponent double precision := feed._setting_number('recommendation_recency_exponent');
     v_popularity_exponent double precision := feed._setting_number('recommendation_popularity_exponent');
     v_shrinkage double precision := feed._setting_number('recommendation_shrinkage');
     v_neighbors integer := greatest(feed._setting_integer('recommendation_neighbors'), 1);
@@ -538,8 +542,10 @@ BEGIN
         v_batch := v_users[v_offset : v_offset + v_users_per_batch - 1];
         INSERT INTO feed.recommendations (user_id, post_id, score, algorithm, explanation, generated_at, expires_at)
         WITH candidates AS (
-            SELECT h.user_id, n.neighbor_id AS post_id, sum(n.score) AS score,
-                   (array_agg(h.post_id ORDER BY n.score DESC, h.post_id))[1:3] AS because
+            SELECT h.user_id, n.neighbor_id AS post_id,
+                   sum(n.score * power(h.recency::double precision, -v_recency_exponent)) AS score,
+                   (array_agg(h.post_id ORDER BY n.score * power(h.recency::double precision, -v_recency_exponent) DESC,
+                                                 h.post_id))[1:3] AS because
             FROM pg_temp._rec_history h
             -- index scans per history row: a batch never reads all the neighbours
             CROSS JOIN LATERAL (
@@ -606,7 +612,7 @@ $func$;
 -- viewer without fresh precomputed recommendations (seed 003: precomputed,
 -- then live, then fallback). Expands the viewer's live_collaborative_history
 -- most recent positive posts (found among their latest interactions) with the
--- same rules and exclusions as build_recommendations; score / best (best =
+-- same rules, recency weights and exclusions as build_recommendations; score / best (best =
 -- 1.0); because = up to 3 of those posts that contributed most.
 CREATE OR REPLACE FUNCTION feed._live_collaborative(p_user_id bigint, p_limit integer)
 RETURNS TABLE (post_id bigint, score double precision, because bigint[])
@@ -615,6 +621,7 @@ SET search_path = pg_catalog, pg_temp
 AS $func$
 DECLARE
     v_recent integer := greatest(feed._setting_integer('live_collaborative_history'), 1);
+    v_recency_exponent double precision := feed._setting_number('recommendation_recency_exponent');
     v_positive text[] := feed._positive_actions();
     v_min_ratio double precision := feed._setting_number('recommendation_min_watch_ratio');
     v_max_duration integer := feed._setting_integer('max_duration_ms');
@@ -641,10 +648,14 @@ BEGIN
             OR sum(CASE l.action WHEN 'like' THEN 1 WHEN 'unlike' THEN -1 ELSE 0 END) > 0
         ORDER BY max(l.created_at) DESC, l.id DESC
         LIMIT v_recent
-    ), candidates AS (
-        SELECT n.neighbor_id AS id, sum(n.score) AS raw,
-               (array_agg(r.id ORDER BY n.score DESC, r.id))[1:3] AS because
+    ), ranked AS (
+        SELECT r.id, power((row_number() OVER (ORDER BY r.last_at DESC, r.id DESC))::double precision,
+                           -v_recency_exponent) AS weight
         FROM recent r
+    ), candidates AS (
+        SELECT n.neighbor_id AS id, sum(n.score * r.weight) AS raw,
+               (array_agg(r.id ORDER BY n.score * r.weight DESC, r.id))[1:3] AS because
+        FROM ranked r
         JOIN feed.item_neighbors n ON n.post_id = r.id
         GROUP BY n.neighbor_id
     ), kept AS (

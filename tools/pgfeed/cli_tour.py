@@ -104,41 +104,70 @@ def bench(scale, clients, samples, seconds, seed_value, rebuild, no_embeddings, 
               help="ml100k: a MovieLens directory (u.data, u.item, u.genre); csv: user,item,rating|weight,timestamp.")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--k", type=click.IntRange(1, 100), default=10, show_default=True)
-@click.option("--profile", default="relevance", show_default=True, help="The ranking profile the feed uses.")
-@click.option("--seed", "seed_value", type=int, default=42, show_default=True, help="Seed of the 80/20 split.")
+@click.option("--profile", "profiles", multiple=True, default=("relevance",), show_default=True,
+              help="The ranking profile the feed uses (repeatable: each is reported).")
+@click.option("--seed", "seed_value", type=int, default=42, show_default=True, help="Seed of the split.")
+@click.option("--seeds", type=click.IntRange(1, 100), default=1, show_default=True,
+              help="Repeat over this many seeds (SEED, SEED+1, ...) and report mean and spread.")
+@click.option("--split", "split_method", type=click.Choice(["random", "time"]), default="random", show_default=True,
+              help="random: seeded global 80/20; time: per viewer, their latest 20% by time are the test set.")
+@click.option("--baselines", is_flag=True,
+              help="Also MostPop, ItemKNN (cosine, BM25), EASE and ALS on the same split, tuned on a validation "
+                   "split of the training part (needs the extra: pip install '.[eval]').")
+@click.option("--validation", is_flag=True,
+              help="Evaluate on the validation split carved from the training part (for tuning; the test part "
+                   "is not loaded).")
+@click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
+              help="Override a feed setting before the build (repeatable).")
 @click.option("--keep", is_flag=True, help="Keep the scratch database (its DSN is printed).")
 @dsn_options
 @json_option
-def eval_(dataset, path, k, profile, seed_value, keep, dsn, data_dir, as_json):
+def eval_(dataset, path, k, profiles, seed_value, seeds, split_method, baselines, validation, overrides, keep,
+          dsn, data_dir, as_json):
     """Offline evaluation: P@k, R@k and NDCG@k of the real feed on held-out interactions.
 
-    Loads the data into a scratch database, splits 80/20 (seeded), builds
+    Loads the data into a scratch database, splits it (seeded), builds
     recommendations on the training part, asks feed.get_personalized_feed for
     every test user and scores it beside most-popular and random baselines
-    measured by the same harness, and the published numbers.
+    measured by the same harness (and, with --baselines, strong baselines
+    tuned on a validation split of the training part), and the published
+    numbers.
 
     \b
     Example:
         pgfeed eval --dataset ml100k ./ml-100k
+        pgfeed eval ./ml-100k --baselines --seeds 5 --split time
         pgfeed eval --dataset csv my-events.csv --profile hybrid --json
     """
-    import inspect
-
     from . import eval_feed, evaluate
 
+    settings = {}
+    for item in overrides:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--set")
+        settings[name.strip()] = value.strip()
+    if baselines:
+        from . import baselines as baselines_module
+
+        try:
+            baselines_module.require()
+        except baselines_module.BaselinesUnavailable as exc:
+            raise PgfeedError(str(exc))
     server_dsn = Context(dsn, data_dir).dsn
-    kwargs = dict(dataset=dataset, k=k, seed=seed_value, profile=profile, keep=keep)
+    options = dict(dataset=dataset, k=k, profile=list(profiles), keep=keep, split=split_method,
+                   baselines=baselines, validation=validation, settings=settings)
     try:
-        if "progress" in inspect.signature(eval_feed.run).parameters:
-            bar, report_progress = progress_bar()
-            with bar:
-                report = eval_feed.run(path, server_dsn, progress=report_progress, **kwargs)
-        else:
-            with spinner(f"evaluating on {path.name}"):
-                report = eval_feed.run(path, server_dsn, **kwargs)
+        with spinner(f"evaluating on {path.name}"):
+            if seeds > 1:
+                report = eval_feed.run_seeds(path, server_dsn, [seed_value + n for n in range(seeds)], **options)
+            else:
+                report = eval_feed.run(path, server_dsn, seed=seed_value, **options)
     except (ValueError, OSError) as exc:
         raise PgfeedError(str(exc))
     if as_json:
         echo_json(report.as_dict())
+    elif seeds > 1:
+        click.echo(evaluate.format_multi_report(report), nl=False)
     else:
         click.echo(evaluate.format_report(report), nl=False)

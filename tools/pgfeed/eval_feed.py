@@ -15,6 +15,7 @@ import csv
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -82,22 +83,58 @@ def load_through_import(dsn: str, items, train) -> dict:
     return {"posts": len(items), "interactions": len(train), "import": {"posts": posts, "interactions": interactions}}
 
 
-def run(path: Path, server_dsn: str, *, dataset: str = "ml100k", k: int = evaluate.DEFAULT_K,
-        seed: int = evaluate.DEFAULT_SEED, profile: str = "relevance", keep: bool = False) -> evaluate.Report:
-    """Scratch database, migrate, import the training part, build, evaluate the feed and the baselines."""
+def read_dataset(path: Path, dataset: str):
     if dataset == "csv":
-        items, ratings = read_csv_dataset(path)
-    else:
-        items, ratings = evaluate.read_items(path), evaluate.read_ratings(path)
-    split = evaluate.split_ratings(ratings, seed)
-    with evaluate.scratch_database(server_dsn, EVALUATION_SETTINGS, keep) as dsn:
+        return read_csv_dataset(path)
+    return evaluate.read_items(path), evaluate.read_ratings(path)
+
+
+def run(path: Path, server_dsn: str, *, dataset: str = "ml100k", k: int = evaluate.DEFAULT_K,
+        seed: int = evaluate.DEFAULT_SEED, profile: str | Sequence[str] = "relevance", keep: bool = False,
+        split: str = "random", baselines: bool = False, validation: bool = False,
+        settings: Mapping[str, str] | None = None, data=None) -> evaluate.Report:
+    """Scratch database, migrate, import the training part, build, evaluate the feed and the baselines.
+
+    ``profile``: one profile or several (each is a ranker ``pgfeed (<profile>)``).
+    ``split``: ``random`` or ``time`` (:func:`pgfeed.evaluate.make_split`).
+    ``baselines``: also the strong baselines of :mod:`pgfeed.baselines` (the ``eval`` extra),
+    tuned on a validation split of the training part.
+    ``validation``: evaluate on the validation split carved from the training part instead
+    of the test split (the test part is then not loaded at all): the figures to tune on.
+    ``settings``: feed settings applied before the build (on top of the evaluation's own)."""
+    items, ratings = data if data is not None else read_dataset(path, dataset)
+    the_split = evaluate.make_split(ratings, split, seed)
+    if validation:
+        the_split = evaluate.validation_split(the_split)
+    if baselines:
+        from . import baselines as baselines_module
+
+        baselines_module.require()  # before any work: say how to get the extra
+    profiles = [profile] if isinstance(profile, str) else list(profile)
+    with evaluate.scratch_database(server_dsn, {**EVALUATION_SETTINGS, **(settings or {})}, keep) as dsn:
         report = evaluate.Report(dataset=f"{dataset}:{path}", k=k, seed=seed)
-        report.load = load_through_import(dsn, items, split.train)
-        rankers = {f"pgfeed ({profile})": feed_ranker(profile), **evaluate.default_rankers(seed)}
+        report.split = {"method": split, "test_fraction": the_split.test_fraction,
+                        "evaluated_on": "validation" if validation else "test",
+                        "train": len(the_split.train), "test": len(the_split.test)}
+        if settings:
+            report.split["settings"] = dict(settings)
+        report.load = load_through_import(dsn, items, the_split.train)
+        rankers = {f"pgfeed ({name})": feed_ranker(name) for name in profiles}
+        rankers.update(evaluate.default_rankers(seed))
         with psycopg.connect(dsn, autocommit=True) as conn:
-            evaluate.evaluate_loaded(conn, split, rankers, k, report)
-        if dataset != "ml100k":
+            evaluate.evaluate_loaded(conn, the_split, rankers, k, report)
+        if baselines:
+            report.results.update(baselines_module.run(the_split, [i.item_id for i in items], k))
+        if dataset != "ml100k" or split != "random":
             report.published = {}
         if keep:
             report.load["database"] = dsn
         return report
+
+
+def run_seeds(path: Path, server_dsn: str, seeds: Sequence[int], **options) -> evaluate.MultiReport:
+    """:func:`run` once per seed (a fresh scratch database each), and the mean and spread."""
+    dataset = options.get("dataset", "ml100k")
+    data = read_dataset(path, dataset)
+    reports = [run(path, server_dsn, seed=seed, data=data, **options) for seed in seeds]
+    return evaluate.MultiReport(reports)

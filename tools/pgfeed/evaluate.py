@@ -7,7 +7,7 @@ scores the answer. Python only loads, splits and counts here; every ranking
 comes from SQL.
 
 Protocol (the one the published ML-100K top-N baselines use; see
-``eval-data/README.md``):
+Ferrari Dacrema et al., RecSys 2019, and the Recommenders.jl README):
 
 * every rating (1 to 5 stars) is a positive: a ``like`` at the rating's
   timestamp; movies become posts (``post_id`` = item id, ``author_id`` = item
@@ -18,6 +18,12 @@ Protocol (the one the published ML-100K top-N baselines use; see
   gets the key ``md5(f"{seed}:{user}:{item}")`` (hex digest); ratings sorted
   by (key, user, item); the first ``round(test_fraction * N)`` are the test
   set, the rest training. Only the training part is loaded;
+* or (``--split time``) per viewer, the latest ``round(test_fraction * n)``
+  of their n ratings by time are the test set (ties in time by the seeded
+  key): no training rating of a viewer is later than their test ratings;
+* hyperparameters (of the baselines in :mod:`pgfeed.baselines`, or feed
+  settings being tuned) are chosen on :func:`validation_split`, carved from
+  the training part by the same method, never on the test part;
 * metrics, for each test user (at least one test rating), then averaged over
   those users; ``ranked`` = the ranker's top k, training items excluded by the
   ranker, ``relevant`` = the user's test items, ``hits`` = |ranked ∩ relevant|:
@@ -35,7 +41,7 @@ training), :func:`random_ranker` (seeded shuffle).
 
 Command line::
 
-    python -m pgfeed.evaluate /path/to/ml-100k [--dsn DSN] [--k 10] [--seed 42] [--json]
+    python -m pgfeed.evaluate /path/to/ml-100k [--dsn DSN] [--k 10] [--seed 42] [--split random|time] [--json]
 
 creates a scratch database on the server (DSN, else the embedded server),
 migrates it, loads, evaluates every ranker, prints the table and drops the
@@ -69,7 +75,7 @@ DEFAULT_K = 10
 # the lookback that covers the whole log, whenever it was recorded
 FULL_LOOKBACK = "100 years"
 
-# Published top-N results on ML-100K (random global 80/20, k = 10), from eval-data/README.md
+# Published top-N results on ML-100K (random global 80/20, k = 10): Ferrari Dacrema et al., RecSys 2019; Recommenders.jl
 PUBLISHED_ML100K = {
     "MostPopular": {"precision": 0.190, "recall": 0.118},
     "UserKNN": {"precision": 0.291, "recall": 0.180},
@@ -101,12 +107,16 @@ class Rating:
     timestamp: int
 
 
+SPLIT_METHODS = ("random", "time")
+
+
 @dataclass
 class Split:
     train: list[Rating]
     test: list[Rating]
     seed: int
     test_fraction: float
+    method: str = "random"
 
     def test_items(self) -> dict[int, set[int]]:
         items: dict[int, set[int]] = defaultdict(set)
@@ -164,6 +174,53 @@ def split_ratings(ratings: Iterable[Rating], seed: int = DEFAULT_SEED, test_frac
     ordered = sorted(ratings, key=lambda r: (split_key(seed, r.user_id, r.item_id), r.user_id, r.item_id))
     cut = round(test_fraction * len(ordered))
     return Split(train=ordered[cut:], test=ordered[:cut], seed=seed, test_fraction=test_fraction)
+
+
+def split_by_time(ratings: Iterable[Rating], seed: int = DEFAULT_SEED, test_fraction: float = 0.2) -> Split:
+    """Per viewer, the latest ``round(test_fraction * n)`` of their n ratings are the test set.
+
+    A viewer's ratings are ordered by (timestamp, seeded key, item); ratings
+    with the same timestamp are ordered by the seeded key ``split_key(seed,
+    user, item)``, which is all the seed changes. No training rating of a
+    viewer is later than any of their test ratings: nothing after a viewer's
+    test cut reaches training. (Other viewers' ratings are cut at their own
+    time.) A repeat of an item the viewer already has in training is dropped
+    from the test set (it cannot be recommended again)."""
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be between 0 and 1, got {test_fraction}")
+    by_user: dict[int, list[Rating]] = defaultdict(list)
+    for r in ratings:
+        by_user[r.user_id].append(r)
+    train: list[Rating] = []
+    test: list[Rating] = []
+    for user in sorted(by_user):
+        history = sorted(by_user[user], key=lambda r: (r.timestamp, split_key(seed, r.user_id, r.item_id), r.item_id))
+        cut = len(history) - round(test_fraction * len(history))
+        train.extend(history[:cut])
+        before = {r.item_id for r in history[:cut]}
+        test.extend(r for r in history[cut:] if r.item_id not in before)
+    return Split(train=train, test=test, seed=seed, test_fraction=test_fraction, method="time")
+
+
+def make_split(ratings: Iterable[Rating], method: str = "random", seed: int = DEFAULT_SEED,
+               test_fraction: float = 0.2) -> Split:
+    """``random``: :func:`split_ratings`; ``time``: :func:`split_by_time`."""
+    if method == "random":
+        return split_ratings(ratings, seed, test_fraction)
+    if method == "time":
+        return split_by_time(ratings, seed, test_fraction)
+    raise ValueError(f"unknown split method {method!r} (expected one of {', '.join(SPLIT_METHODS)})")
+
+
+VALIDATION_SEED_OFFSET = 1_000_003
+
+
+def validation_split(split: Split) -> Split:
+    """A validation split carved from ``split.train`` only, by the same method and
+    fraction (seed ``split.seed + VALIDATION_SEED_OFFSET``): its ``train`` is
+    the fitting part, its ``test`` the validation part. Hyperparameters are
+    chosen on it; the test part of ``split`` is never looked at."""
+    return make_split(split.train, split.method, split.seed + VALIDATION_SEED_OFFSET, split.test_fraction)
 
 
 # ---------------------------------------------------------------------------
@@ -294,10 +351,46 @@ class Report:
     build: dict = field(default_factory=dict)
     results: dict = field(default_factory=dict)
     published: dict = field(default_factory=lambda: PUBLISHED_ML100K)
+    split: dict = field(default_factory=lambda: {"method": "random", "evaluated_on": "test"})
 
     def as_dict(self) -> dict:
-        return {"dataset": self.dataset, "k": self.k, "seed": self.seed, "load": self.load,
+        return {"dataset": self.dataset, "k": self.k, "seed": self.seed, "split": self.split, "load": self.load,
                 "build": self.build, "results": self.results, "published": self.published}
+
+
+METRICS = ("precision", "recall", "ndcg")
+
+
+def spread(values: Sequence[float]) -> dict:
+    """mean, sample standard deviation (0 for one value), min and max."""
+    n = len(values)
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return {"mean": mean, "sd": sd, "min": min(values), "max": max(values)}
+
+
+@dataclass
+class MultiReport:
+    """One :class:`Report` per seed, and per ranker and metric the mean and spread over the seeds."""
+
+    reports: list[Report]
+
+    @property
+    def seeds(self) -> list[int]:
+        return [r.seed for r in self.reports]
+
+    def summary(self) -> dict:
+        out = {}
+        for name in self.reports[0].results:
+            runs = [r.results[name] for r in self.reports if name in r.results]
+            out[name] = {m: spread([run[m] for run in runs]) for m in METRICS}
+        out_build = [r.build.get("seconds") for r in self.reports if r.build.get("seconds") is not None]
+        if out_build:
+            out["build_recommendations seconds"] = spread(out_build)
+        return out
+
+    def as_dict(self) -> dict:
+        return {"seeds": self.seeds, "summary": self.summary(), "runs": [r.as_dict() for r in self.reports]}
 
 
 def default_rankers(seed: int = DEFAULT_SEED) -> dict[str, Ranker]:
@@ -331,7 +424,9 @@ def scratch_database(server_dsn: str, settings: Mapping[str, str] | None = None,
         install.migrate(dsn)
         with psycopg.connect(dsn, autocommit=True) as conn:
             for setting, value in (settings or {}).items():
-                conn.execute("UPDATE feed.settings SET value = %s WHERE name = %s", [value, setting])
+                updated = conn.execute("UPDATE feed.settings SET value = %s WHERE name = %s", [value, setting])
+                if updated.rowcount != 1:
+                    raise ValueError(f"unknown feed setting {setting!r}")
         yield dsn
     finally:
         if not keep:
@@ -341,12 +436,13 @@ def scratch_database(server_dsn: str, settings: Mapping[str, str] | None = None,
 
 def run(path: Path, server_dsn: str, k: int = DEFAULT_K, seed: int = DEFAULT_SEED,
         test_fraction: float = 0.2, rankers: Mapping[str, Ranker] | None = None,
-        settings: Mapping[str, str] | None = None, keep: bool = False) -> Report:
+        settings: Mapping[str, str] | None = None, keep: bool = False, split_method: str = "random") -> Report:
     """Create a scratch database next to ``server_dsn``, migrate, load ``path``, evaluate, drop it."""
     items, ratings = read_items(path), read_ratings(path)
-    split = split_ratings(ratings, seed, test_fraction)
+    split = make_split(ratings, split_method, seed, test_fraction)
     with scratch_database(server_dsn, settings, keep) as dsn, psycopg.connect(dsn, autocommit=True) as conn:
         report = Report(dataset=str(path), k=k, seed=seed)
+        report.split = {"method": split_method, "test_fraction": test_fraction, "evaluated_on": "test"}
         report.load = load(conn, items, split.train)
         evaluate_loaded(conn, split, rankers or default_rankers(seed), k, report)
         if keep:
@@ -354,17 +450,58 @@ def run(path: Path, server_dsn: str, k: int = DEFAULT_K, seed: int = DEFAULT_SEE
         return report
 
 
+DEFINITIONS = ("per test user, ranked = the top k (training items excluded), relevant = the user's held-out items, "
+               "hits = |ranked ∩ relevant|; P@k = hits / k; R@k = hits / |relevant|; NDCG@k = DCG / IDCG with "
+               "binary relevance, DCG = Σ over hits at rank r of 1 / log2(r + 1), IDCG the same over ranks "
+               "1..min(k, |relevant|); each averaged over the test users")
+
+
+def _params(m: Mapping) -> str:
+    params = m.get("params")
+    return ", ".join(f"{k}={v}" for k, v in params.items()) if params else ""
+
+
 def format_report(report: Report) -> str:
     out = io.StringIO()
-    out.write(f"{report.dataset}: k = {report.k}, split seed {report.seed}, "
+    split = report.split or {}
+    out.write(f"{report.dataset}: k = {report.k}, split {split.get('method', 'random')} seed {report.seed}, "
+              f"evaluated on {split.get('evaluated_on', 'test')}, "
               f"{report.load.get('interactions')} training ratings, "
               f"build_recommendations {report.build.get('seconds')} s\n")
-    out.write(f"{'ranker':<18} {'P@k':>7} {'R@k':>7} {'NDCG@k':>7} {'users':>6}\n")
+    out.write(f"{'ranker':<22} {'P@k':>7} {'R@k':>7} {'NDCG@k':>7} {'users':>6}  chosen on validation\n")
     for name, m in report.results.items():
-        out.write(f"{name:<18} {m['precision']:7.4f} {m['recall']:7.4f} {m['ndcg']:7.4f} {m['users']:6d}\n")
-    out.write("published (ML-100K, k = 10):\n")
-    for name, m in report.published.items():
-        out.write(f"{name:<18} {m['precision']:7.3f} {m['recall']:7.3f}\n")
+        out.write(f"{name:<22} {m['precision']:7.4f} {m['recall']:7.4f} {m['ndcg']:7.4f} {m['users']:6d}  "
+                  f"{_params(m)}\n".rstrip() + "\n")
+    if report.published:
+        out.write("published (ML-100K, random 80/20, k = 10; other runs, other tuning):\n")
+        for name, m in report.published.items():
+            out.write(f"{name:<22} {m['precision']:7.3f} {m['recall']:7.3f}\n")
+    out.write(f"metrics: {DEFINITIONS}\n")
+    return out.getvalue()
+
+
+def format_multi_report(multi: MultiReport) -> str:
+    out = io.StringIO()
+    first = multi.reports[0]
+    split = first.split or {}
+    out.write(f"{first.dataset}: k = {first.k}, split {split.get('method', 'random')}, "
+              f"evaluated on {split.get('evaluated_on', 'test')}, seeds {', '.join(map(str, multi.seeds))}: "
+              f"mean ± sample sd [min, max]\n")
+    out.write(f"{'ranker':<22} {'P@k':>24} {'R@k':>24} {'NDCG@k':>24}\n")
+    for name, metrics in multi.summary().items():
+        if name not in first.results:
+            continue
+        cells = [f"{s['mean']:.4f}±{s['sd']:.4f} [{s['min']:.3f},{s['max']:.3f}]" for s in
+                 (metrics[m] for m in METRICS)]
+        out.write(f"{name:<22} {cells[0]:>24} {cells[1]:>24} {cells[2]:>24}\n")
+    build = multi.summary().get("build_recommendations seconds")
+    if build:
+        out.write(f"build_recommendations: {build['mean']:.1f} s on average ({build['min']:.1f} to {build['max']:.1f})\n")
+    for report in multi.reports:
+        chosen = "; ".join(f"{name}: {_params(m)}" for name, m in report.results.items() if m.get("params"))
+        if chosen:
+            out.write(f"seed {report.seed}, chosen on validation: {chosen}\n")
+    out.write(f"metrics: {DEFINITIONS}\n")
     return out.getvalue()
 
 
@@ -376,6 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=DEFAULT_K)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--test-fraction", type=float, default=0.2)
+    parser.add_argument("--split", choices=SPLIT_METHODS, default="random")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override a feed setting before building (repeatable)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
@@ -387,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     server_dsn = database.resolve_dsn(args.dsn, args.data_dir)
     settings = dict(item.split("=", 1) for item in args.set)
     report = run(args.path, server_dsn, k=args.k, seed=args.seed, test_fraction=args.test_fraction,
-                 settings=settings, keep=args.keep)
+                 settings=settings, keep=args.keep, split_method=args.split)
     print(json.dumps(report.as_dict(), indent=2) if args.json else format_report(report), end="" if not args.json else "\n")
     return 0
 
