@@ -257,3 +257,21 @@ def test_a_stale_manifest_is_reported_and_repairs_are_skipped(db, db_dsn, monkey
     assert code == 1 and checks["manifest"]["status"] == "fail" and shapes.REGENERATE_COMMAND in output
     report = install.migrate(db_dsn)
     assert report.repairs == [] and "regenerate" in report.repair_skipped
+
+
+def test_pgvector_in_another_schema_is_no_difference(empty_database):
+    """A host (Supabase, for one) keeps pgvector in its own schema: the shape reads it away."""
+    name, dsn = empty_database
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA extensions")
+        conn.execute("CREATE EXTENSION vector SCHEMA extensions")
+        # as Supabase does (schema.sql names the type vector unqualified)
+        conn.execute(f'ALTER DATABASE "{name}" SET search_path = "$user", public, extensions')
+    install.migrate(dsn)
+    code, output, _ = doctor(dsn)
+    assert code == 0, output
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP INDEX feed.post_embeddings_hnsw_idx")
+    assert "index feed.post_embeddings_hnsw_idx is missing" in doctor(dsn)[1]
+    assert install.migrate(dsn).repairs == ["created missing index feed.post_embeddings_hnsw_idx"]
+    assert doctor(dsn)[0] == 0

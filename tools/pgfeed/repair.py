@@ -12,8 +12,9 @@ What is repaired, with the definitions the manifest recorded from a fresh instal
 - grants are set back: missing ones granted; grants beyond the manifest's
   revoked when they go to PUBLIC or to one of pgfeed's own roles (pgfeed_*);
 - row-level-security flags are set back;
-- a function, trigger or policy that is missing or differs: the function
-  files are applied again.
+- a function, trigger or policy that is missing or differs, an owner or the
+  schema's default privileges that differ: the function files are applied
+  again (and what still differs afterwards is reported).
 
 Nothing is dropped that pgfeed did not install (a stray column, index or
 function, a grant to a host role): those are left and reported. Each repair
@@ -214,7 +215,9 @@ def plan(conn: psycopg.Connection, manifest: dict, embedding_dim: int | None = N
                 verb = "FORCE" if e["force_row_security"] else "NO FORCE"
                 security.append(Repair(f"set {verb} ROW LEVEL SECURITY on feed.{d.name}",
                                        f"ALTER TABLE {table} {verb} ROW LEVEL SECURITY"))
-        elif d.category in ("functions", "triggers", "policies", "types"):
+        elif d.category in ("functions", "triggers", "policies", "types", "schema") or (
+                d.category == "relations" and d.kind == "differs" and "owner" in d.detail):
+            # the function files create these (and may set owners and default privileges)
             reapply.append(label)
         else:
             left.append(label)

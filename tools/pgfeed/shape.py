@@ -85,6 +85,11 @@ def _grants(rows) -> dict[str, list[str]]:
     return {name: sorted(items) for name, items in out.items()}
 
 
+# an owner, normalized: one of pgfeed's own roles by name, any other role (the one that
+# migrated: it differs per installation) as <installer>
+_OWNER = "CASE WHEN pg_catalog.pg_get_userbyid({owner}) LIKE 'pgfeed\\_%' THEN pg_catalog.pg_get_userbyid({owner})" \
+         " ELSE '<installer>' END"
+
 # the grantee of an exploded acl item, normalized (PUBLIC, <owner>, or the role's name)
 _GRANTEE = ("CASE WHEN a.grantee = 0 THEN 'PUBLIC' WHEN a.grantee = {owner} THEN '<owner>'"
             " ELSE pg_catalog.pg_get_userbyid(a.grantee) END")
@@ -116,7 +121,17 @@ def _read(conn: psycopg.Connection, vector_schema: str | None) -> dict:
         " FROM pg_catalog.pg_namespace n,"
         " LATERAL pg_catalog.aclexplode(coalesce(n.nspacl, pg_catalog.acldefault('n', n.nspowner))) a"
         " WHERE n.nspname = 'feed'"))
-    shape["schema"] = {"feed": {"grants": schema_grants.get("feed", [])}}
+    owner = q("SELECT " + _OWNER.format(owner="n.nspowner") + " FROM pg_catalog.pg_namespace n"
+              " WHERE n.nspname = 'feed'")[0][0]
+    default_privileges = sorted(
+        f"{objtype}:{grantee}:{privilege}{'*' if grantable else ''}"
+        for objtype, grantee, privilege, grantable in q(
+            "SELECT d.defaclobjtype::text, CASE WHEN a.grantee = 0 THEN 'PUBLIC'"
+            " WHEN a.grantee = d.defaclrole THEN '<owner>' ELSE pg_catalog.pg_get_userbyid(a.grantee) END,"
+            " a.privilege_type, a.is_grantable FROM pg_catalog.pg_default_acl d,"
+            " LATERAL pg_catalog.aclexplode(d.defaclacl) a WHERE d.defaclnamespace = 'feed'::regnamespace"))
+    shape["schema"] = {"feed": {"owner": owner, "grants": schema_grants.get("feed", []),
+                                "default_privileges": default_privileges}}
 
     shape["extensions"] = {name: {"version": version} for name, version in q(
         "SELECT extname, extversion FROM pg_catalog.pg_extension WHERE extname <> 'plpgsql' ORDER BY 1")}
@@ -128,13 +143,14 @@ def _read(conn: psycopg.Connection, vector_schema: str | None) -> dict:
         " LATERAL pg_catalog.aclexplode(coalesce(c.relacl, pg_catalog.acldefault("
         "   CASE c.relkind WHEN 'S' THEN 's'::\"char\" ELSE 'r'::\"char\" END, c.relowner))) a"
         " WHERE c.relnamespace = 'feed'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')"))
-    for name, kind, rls, force, options, view in q(
-            "SELECT c.relname, c.relkind::text, c.relrowsecurity, c.relforcerowsecurity,"
+    for name, kind, owner, rls, force, options, view in q(
+            "SELECT c.relname, c.relkind::text, " + _OWNER.format(owner="c.relowner") + ","
+            " c.relrowsecurity, c.relforcerowsecurity,"
             " coalesce(c.reloptions, '{}'),"
             " CASE WHEN c.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(c.oid) END"
             " FROM pg_catalog.pg_class c WHERE c.relnamespace = 'feed'::regnamespace"
             " AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') ORDER BY 1"):
-        entry = {"kind": kind, "row_security": rls, "force_row_security": force,
+        entry = {"kind": kind, "owner": owner, "row_security": rls, "force_row_security": force,
                  "options": sorted(options), "grants": rel_grants.get(name, [])}
         if view is not None:
             entry["definition"] = view
@@ -197,7 +213,8 @@ def _read(conn: psycopg.Connection, vector_schema: str | None) -> dict:
     quoted = '"' + vector_schema.replace('"', '""') + '"' if vector_schema else None
     functions = {}
     for row in q(
-            "SELECT p.oid::regprocedure::text, p.prokind::text, l.lanname, p.prosrc, p.proconfig,"
+            "SELECT p.oid::regprocedure::text, " + _OWNER.format(owner="p.proowner") + ","
+            " p.prokind::text, l.lanname, p.prosrc, p.proconfig,"
             " pg_catalog.pg_get_function_arguments(p.oid), pg_catalog.pg_get_function_result(p.oid),"
             " p.provolatile::text, p.proisstrict, p.prosecdef, p.proparallel::text, p.proleakproof,"
             " p.procost::float8, p.prorows::float8, p.proretset,"
@@ -206,12 +223,12 @@ def _read(conn: psycopg.Connection, vector_schema: str | None) -> dict:
             "  FROM pg_catalog.pg_aggregate a WHERE a.aggfnoid = p.oid)"
             " FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang"
             " WHERE p.pronamespace = 'feed'::regnamespace ORDER BY 1"):
-        signature, kind, language, source, config, *rest = row
+        signature, owner, kind, language, source, config, *rest = row
         if quoted and source:
             source = source.replace(quoted, VECTOR_TOKEN)
         definition = [kind, language, source, _search_path_value(config, vector_schema), *rest]
         digest = hashlib.sha256(json.dumps(definition, default=str).encode()).hexdigest()
-        functions[signature] = {"sha256": digest, "grants": fn_grants.get(signature, [])}
+        functions[signature] = {"sha256": digest, "owner": owner, "grants": fn_grants.get(signature, [])}
     shape["functions"] = functions
 
     shape["triggers"] = {
