@@ -121,6 +121,8 @@ def migrate(dsn, data_dir, print_sql, embedding_dim, force_functions, as_json):
                else "functions unchanged")
     for line in report.repairs:
         click.echo(f"repaired: {line}")
+    for line in report.repair_failures:
+        click.echo(f"repair failed: {line}")
     for line in report.not_repaired:
         click.echo(f"not repaired: {line}")
     if report.repair_skipped:

@@ -327,9 +327,15 @@ def repair_shape(conn: psycopg.Connection, report: MigrationReport) -> None:
         return
     path = conn.execute("SELECT pg_catalog.current_setting('search_path')").fetchone()[0]
     dim = embedding_dimension(conn)
+    failures: dict[str, str] = {}
+
+    def differences():
+        return shapes.compare(manifest["shape"], shapes.read_shape(conn), dim)
+
     try:
+        found = differences()
+        repairs, _ = repair.plan(conn, manifest, dim, found)
         for _ in range(2):  # a second pass for what the first one changed (re-applied functions, grants)
-            repairs, _left = repair.plan(conn, manifest, dim)
             if not repairs:
                 break
             for item in repairs:
@@ -341,16 +347,18 @@ def repair_shape(conn: psycopg.Connection, report: MigrationReport) -> None:
                             _vector_search_path(conn)
                             conn.execute(item.sql.encode())
                 except (psycopg.Error, MigrationError) as exc:
-                    failure = f"{item.what}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}"
-                    if failure not in report.repair_failures:
-                        report.repair_failures.append(failure)
+                    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    failures[item.what] = f"{item.what}: {first_line}"
                     continue
+                failures.pop(item.what, None)
                 if item.what not in report.repairs:
                     report.repairs.append(item.what)
                 if item.sql == repair.REAPPLY_FUNCTIONS:
                     report.functions_applied = True
-        _, report.not_repaired = repair.plan(conn, manifest, dim)
-        report.not_repaired += [f for f in report.repair_failures if f not in report.not_repaired]
+            found = differences()
+            repairs, _ = repair.plan(conn, manifest, dim, found)
+        report.repair_failures = list(failures.values())
+        report.not_repaired = [str(d) for d in found]
     finally:
         conn.execute("SELECT pg_catalog.set_config('search_path', %s, true)", [path])
 

@@ -168,6 +168,8 @@ def plan(conn: psycopg.Connection, manifest: dict, embedding_dim: int | None = N
             repairs, kept = _grant_repairs(conn, d)
             grants.extend(repairs)
             left.extend(kept)
+            if "missing grants" in d.detail:
+                reapply.append(label)  # the function files grant (and may create the roles granted to)
             # grants and another field can differ at once: the other field is a line of its own
             continue
         if d.category == "columns":
