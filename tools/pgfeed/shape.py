@@ -14,7 +14,8 @@ Normalization makes the shape independent of where it was read:
   function bodies and settings becomes ``@extschema:vector@``);
 - the role that owns an object appears as ``<owner>`` in its grants (the
   installing role differs per installation), PUBLIC as ``PUBLIC``; a grant's
-  grantor is dropped;
+  grantor is dropped; an owner is recorded by name when it is one of
+  pgfeed's own roles (``pgfeed_*``), else as ``<installer>``;
 - the embedding dimension (``vector(N)`` columns) is compared against the
   database's own dimension, chosen at install (``--embedding-dim``).
 
@@ -282,7 +283,8 @@ def sources_digest() -> str:
              *sorted((alembic_dir / "versions").glob("*.sql")), *sorted((alembic_dir / "versions").glob("*.py"))]
     digest = hashlib.sha256()
     for path in files:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        # line endings normalized: a checkout with CRLF holds the same SQL
+        digest.update(path.name.encode() + b"\0" + path.read_bytes().replace(b"\r\n", b"\n") + b"\0")
     return digest.hexdigest()
 
 
