@@ -308,12 +308,6 @@ def migrate(
 # ---------------------------------------------------------------------------
 # repair: what differs from the installed shape (sql/manifest.json)
 
-def _vector_search_path(conn: psycopg.Connection) -> None:
-    # the manifest's definitions were read with this path (see pgfeed.shape)
-    conn.execute(pgsql.SQL("SELECT pg_catalog.set_config('search_path', {}, true)").format(
-        pgsql.Literal("pg_catalog, " + pgsql.Identifier(vector_schema(conn)).as_string(conn))))
-
-
 def repair_shape(conn: psycopg.Connection, report: MigrationReport) -> None:
     """Set back what differs from this version's manifest, each repair in its
     own savepoint (see pgfeed.repair); record it all in ``report``."""
@@ -344,7 +338,7 @@ def repair_shape(conn: psycopg.Connection, report: MigrationReport) -> None:
                         if item.sql == repair.REAPPLY_FUNCTIONS:
                             apply_functions(conn, force=True)
                         else:
-                            _vector_search_path(conn)
+                            use_safe_search_path(conn)  # what the manifest's definitions were read under
                             conn.execute(item.sql.encode())
                 except (psycopg.Error, MigrationError) as exc:
                     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -376,8 +370,7 @@ def repair_sql(conn: psycopg.Connection) -> str:
         return "-- nothing differs from the installed shape (sql/manifest.json)\n"
     out = ["-- repairs: what differs from the installed shape (sql/manifest.json)"]
     if repairs:
-        out.append(pgsql.SQL("SELECT pg_catalog.set_config('search_path', {}, true);").format(
-            pgsql.Literal("pg_catalog, " + pgsql.Identifier(vector_schema(conn)).as_string(conn))).as_string(conn))
+        out.append(f"SELECT pg_catalog.set_config('search_path', '{SAFE_SEARCH_PATH}', true);")
     for item in repairs:
         out.append(f"-- {item.what}")
         if item.sql == repair.REAPPLY_FUNCTIONS:

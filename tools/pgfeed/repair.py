@@ -21,16 +21,19 @@ function, a grant to a host role): those are left and reported. Each repair
 runs in its own savepoint, so one that fails (a NOT NULL over rows holding
 nulls, a unique index over duplicates) is reported and the others still
 happen. A database that matches the manifest gets no statement at all: a
-second migrate is a no-op.
+second migrate is a no-op. The statements run under the search_path of
+pgfeed's DDL (pg_catalog, pg_temp), pgvector named by its schema.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql as pgsql
 
+from . import install
 from . import shape as shapes
 
 CONSTRAINT_ORDER = {"p": 0, "u": 1, "x": 2, "c": 3, "t": 4, "f": 5}
@@ -59,9 +62,10 @@ def _grant_target(conn, category: str, name: str, kind: str | None) -> tuple[str
         return "SCHEMA feed", "SELECT pg_catalog.pg_get_userbyid(nspowner) FROM pg_catalog.pg_namespace" \
                               " WHERE nspname = 'feed'", None
     if category == "functions":
-        return (f"ROUTINE {name}",
+        signature = install.render(name, install.vector_schema(conn, default="public"))
+        return (f"ROUTINE {signature}",
                 f"SELECT pg_catalog.pg_get_userbyid(proowner) FROM pg_catalog.pg_proc"
-                f" WHERE oid = {pgsql.Literal(name).as_string(conn)}::regprocedure", None)
+                f" WHERE oid = {pgsql.Literal(signature).as_string(conn)}::regprocedure", None)
     if category == "columns":
         table, _, column = name.partition(".")
         return (f"TABLE {_qualified_table(conn, table)}",
@@ -127,8 +131,8 @@ def _column_repairs(conn, difference: shapes.Difference, embedding_dim: int | No
         if e["identity"] or e["generated"]:
             return []
         type_ = e["type"]
-        if type_.startswith("vector(") and embedding_dim:
-            type_ = f"vector({embedding_dim})"
+        if embedding_dim and re.fullmatch(r"(@extschema:vector@\.)?vector\(\d+\)", type_):
+            type_ = re.sub(r"\(\d+\)$", f"({embedding_dim})", type_)
         clause = f"{target} ADD COLUMN {col} {type_}"
         if e["default"] is not None:
             clause += f" DEFAULT {e['default']}"
@@ -229,4 +233,8 @@ def plan(conn: psycopg.Connection, manifest: dict, embedding_dim: int | None = N
         repairs.append(Repair(f"applied the function files again ({'; '.join(reapply)})", REAPPLY_FUNCTIONS))
     # grants last: re-applied function files may grant or revoke themselves
     repairs += grants
+    # the manifest names pgvector's schema by a token: this database's schema, quoted
+    vector_schema = install.vector_schema(conn, default="public")
+    repairs = [r if r.sql == REAPPLY_FUNCTIONS else Repair(r.what, install.render(r.sql, vector_schema))
+               for r in repairs]
     return repairs, left

@@ -9,9 +9,11 @@ of everything that defines each one, and its grants), triggers, policies,
 types, the schema's grants and the extensions.
 
 Normalization makes the shape independent of where it was read:
-- the schema pgvector lives in is read away (``search_path`` is set to
-  ``pg_catalog, <vector schema>`` while reading, and the schema name in
-  function bodies and settings becomes ``@extschema:vector@``);
+- the schema pgvector lives in is read away: the catalog is read under the
+  search_path pgfeed's DDL runs with (``pg_catalog, pg_temp``), so it
+  qualifies pgvector's types and operator classes, and that qualifier (as in
+  function bodies and SET search_path) becomes ``@extschema:vector@``, which
+  repairs render back (``install.render``);
 - the role that owns an object appears as ``<owner>`` in its grants (the
   installing role differs per installation), PUBLIC as ``PUBLIC``; a grant's
   grantor is dropped; an owner is recorded by name when it is one of
@@ -110,7 +112,7 @@ def _search_path_value(config: list[str] | None, vector_schema: str | None) -> l
     return result
 
 
-def _read(conn: psycopg.Connection, vector_schema: str | None) -> dict:
+def _read(conn: psycopg.Connection, vector_schema: str | None, normalize) -> dict:
     q = lambda text, params=None: conn.execute(text, params).fetchall()  # noqa: E731
     shape: dict = {}
 
@@ -227,7 +229,8 @@ def _read(conn: psycopg.Connection, vector_schema: str | None) -> dict:
         signature, owner, kind, language, source, config, *rest = row
         if quoted and source:
             source = source.replace(quoted, VECTOR_TOKEN)
-        definition = [kind, language, source, _search_path_value(config, vector_schema), *rest]
+        definition = [kind, language, source, _search_path_value(config, vector_schema),
+                      *(normalize(v) if isinstance(v, str) else v for v in rest)]
         digest = hashlib.sha256(json.dumps(definition, default=str).encode()).hexdigest()
         functions[signature] = {"sha256": digest, "owner": owner, "grants": fn_grants.get(signature, [])}
     shape["functions"] = functions
@@ -252,17 +255,41 @@ def _read(conn: psycopg.Connection, vector_schema: str | None) -> dict:
     return shape
 
 
+def _normalizer(vector_schema: str | None):
+    """A function that replaces the pgvector schema as a qualifier ("public." or
+    "\"public\".") by the token, in any text the catalog printed."""
+    if not vector_schema:
+        return lambda text: text
+    names = ['"' + re.escape(vector_schema.replace('"', '""')) + '"']
+    if re.fullmatch(r"[a-z_][a-z0-9_$]*", vector_schema):
+        names.append(re.escape(vector_schema))
+    pattern = re.compile(r'(?<![\w"$.])(?:' + "|".join(names) + r")\.")
+    return lambda text: pattern.sub(VECTOR_TOKEN + ".", text)
+
+
+def _normalized(value, normalize):
+    if isinstance(value, str):
+        return normalize(value)
+    if isinstance(value, dict):
+        return {normalize(k): _normalized(v, normalize) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normalized(v, normalize) for v in value]
+    return value
+
+
 def read_shape(conn: psycopg.Connection) -> dict:
     """The normalized shape of schema feed in the database of ``conn``.
 
-    Works in autocommit mode and inside an open transaction; the session's
-    search_path is restored afterwards."""
+    Read under the search_path pgfeed's DDL runs with (pg_catalog, pg_temp), so
+    the catalog qualifies everything outside it; pgvector's schema then becomes
+    the token. Works in autocommit mode and inside an open transaction; the
+    session's search_path is restored afterwards."""
     vector_schema = _vector_schema(conn)
     old = conn.execute("SELECT pg_catalog.current_setting('search_path')").fetchone()[0]
-    path = "pg_catalog" + (", " + pgsql.Identifier(vector_schema).as_string(conn) if vector_schema else "")
-    conn.execute("SELECT pg_catalog.set_config('search_path', %s, false)", [path])
+    conn.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)")
     try:
-        return _read(conn, vector_schema)
+        normalize = _normalizer(vector_schema)
+        return _normalized(_read(conn, vector_schema, normalize), normalize)
     finally:
         if conn.info.transaction_status != pq.TransactionStatus.INERROR:
             conn.execute("SELECT pg_catalog.set_config('search_path', %s, false)", [old])
@@ -367,7 +394,7 @@ class Difference:
                 "message": str(self)}
 
 
-_VECTOR_TYPE = re.compile(r"^(vector)\((\d+)\)$")
+_VECTOR_TYPE = re.compile(r"^((?:@extschema:vector@\.)?vector)\((\d+)\)$")
 
 
 def _describe(category: str, field: str, expected, actual) -> str:
@@ -413,7 +440,7 @@ def compare(expected: dict, actual: dict, embedding_dim: int | None = None,
             if category == "columns" and embedding_dim:
                 match = _VECTOR_TYPE.match(e.get("type") or "")
                 if match:
-                    e["type"] = f"vector({embedding_dim})"
+                    e["type"] = f"{match.group(1)}({embedding_dim})"
             if category == "indexes" and not a.get("valid", True) and e.get("valid", True):
                 out.append(Difference(category, name, "invalid", "not valid or not ready", e, a))
                 e.pop("valid", None), a.pop("valid", None)
