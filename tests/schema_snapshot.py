@@ -6,7 +6,11 @@ appends it, while schema.sql may place it where it reads best.
 
 from __future__ import annotations
 
+import json
+
 import psycopg
+
+from pgfeed.shape import read_shape
 
 QUERIES = {
     "columns": """
@@ -59,8 +63,12 @@ QUERIES = {
 
 
 def snapshot(dsn: str) -> dict[str, list[tuple]]:
+    """Every query above, plus pgfeed.shape's normalized shape (grants, owners,
+    row-level security, storage: what doctor compares)."""
     with psycopg.connect(dsn) as conn:
-        return {name: conn.execute(query).fetchall() for name, query in QUERIES.items()}
+        result = {name: conn.execute(query).fetchall() for name, query in QUERIES.items()}
+        result["shape"] = [json.dumps(read_shape(conn), sort_keys=True)]
+        return result
 
 
 def feed_schema_exists(dsn: str) -> bool:

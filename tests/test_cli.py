@@ -112,10 +112,11 @@ def test_profiles_list_show_set_reset(db, db_dsn):
 
 
 def test_doctor(small_world, db_dsn):
-    unhealthy = run_process("doctor", "--dsn", db_dsn, "--json")
-    report = json.loads(unhealthy.stdout)
-    assert unhealthy.returncode == 1 and report["ok"] is False
-    assert {c["name"]: c["status"] for c in report["checks"]}["heartbeat"] == "fail"
+    stale = run_process("doctor", "--dsn", db_dsn, "--json")
+    report = json.loads(stale.stdout)
+    # staleness is a warning (exit 0); differences from the installed shape fail (tests/test_doctor.py)
+    assert stale.returncode == 0 and report["ok"] is True
+    assert {c["name"]: c["status"] for c in report["checks"]}["heartbeat"] == "warn"
     small_world.execute("SELECT feed.run_maintenance()")
     healthy = run_process("doctor", "--dsn", db_dsn, "--json")
     report = json.loads(healthy.stdout)

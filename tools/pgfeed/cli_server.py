@@ -54,6 +54,14 @@ def migrate(dsn, data_dir, print_sql, embedding_dim, force_functions, as_json):
         click.echo(f"schema already at head ({report.revision_after})")
     click.echo(f"applied {len(report.function_files)} function files" if report.functions_applied
                else "functions unchanged")
+    for line in report.repairs:
+        click.echo(f"repaired: {line}")
+    for line in report.repair_failures:
+        click.echo(f"repair failed: {line}")
+    for line in report.not_repaired:
+        click.echo(f"not repaired: {line}")
+    if report.repair_skipped:
+        click.echo(f"repairs skipped: {report.repair_skipped}")
     _print_status(ctx.dsn)
 
 

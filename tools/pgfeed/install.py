@@ -49,10 +49,17 @@ class MigrationReport:
     functions_applied: bool = False
     function_files: list[str] = field(default_factory=list)
     embedding_dim: int | None = None
+    # the repair step: what differed from sql/manifest.json and was set back,
+    # what differs and was left (never dropped: not pgfeed's), why it was skipped
+    repairs: list[str] = field(default_factory=list)
+    repair_failures: list[str] = field(default_factory=list)
+    not_repaired: list[str] = field(default_factory=list)
+    repair_skipped: str | None = None
 
     @property
     def changed(self) -> bool:
-        return self.fresh_install or self.functions_applied or self.revision_before != self.revision_after
+        return (self.fresh_install or self.functions_applied or self.revision_before != self.revision_after
+                or bool(self.repairs))
 
 
 # ---------------------------------------------------------------------------
@@ -289,9 +296,90 @@ def migrate(
 
             report.function_files = [p.name for p in function_files()]
             report.functions_applied = apply_functions(conn, force=force_functions)
+
+            # a fresh install has the manifest's shape by construction (tests/test_doctor.py)
+            if not report.fresh_install:
+                repair_shape(conn, report)
     finally:
         engine.dispose()
     return report
+
+
+# ---------------------------------------------------------------------------
+# repair: what differs from the installed shape (sql/manifest.json)
+
+def repair_shape(conn: psycopg.Connection, report: MigrationReport) -> None:
+    """Set back what differs from this version's manifest, each repair in its
+    own savepoint (see pgfeed.repair); record it all in ``report``."""
+    from . import repair
+    from . import shape as shapes
+
+    manifest = shapes.load_manifest()
+    if not shapes.manifest_is_current(manifest):
+        report.repair_skipped = ("sql/manifest.json was generated from other SQL files; "
+                                 f"regenerate it ({shapes.REGENERATE_COMMAND})")
+        return
+    path = conn.execute("SELECT pg_catalog.current_setting('search_path')").fetchone()[0]
+    dim = embedding_dimension(conn)
+    failures: dict[str, str] = {}
+
+    def differences():
+        return shapes.compare(manifest["shape"], shapes.read_shape(conn), dim)
+
+    try:
+        found = differences()
+        repairs, _ = repair.plan(conn, manifest, dim, found)
+        for _ in range(2):  # a second pass for what the first one changed (re-applied functions, grants)
+            if not repairs:
+                break
+            for item in repairs:
+                try:
+                    with conn.transaction():
+                        if item.sql == repair.REAPPLY_FUNCTIONS:
+                            apply_functions(conn, force=True)
+                        else:
+                            use_safe_search_path(conn)  # what the manifest's definitions were read under
+                            conn.execute(item.sql.encode())
+                except (psycopg.Error, MigrationError) as exc:
+                    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    failures[item.what] = f"{item.what}: {first_line}"
+                    continue
+                failures.pop(item.what, None)
+                if item.what not in report.repairs:
+                    report.repairs.append(item.what)
+                if item.sql == repair.REAPPLY_FUNCTIONS:
+                    report.functions_applied = True
+            found = differences()
+            repairs, _ = repair.plan(conn, manifest, dim, found)
+        report.repair_failures = list(failures.values())
+        report.not_repaired = [str(d) for d in found]
+    finally:
+        conn.execute("SELECT pg_catalog.set_config('search_path', %s, true)", [path])
+
+
+def repair_sql(conn: psycopg.Connection) -> str:
+    """The repair statements migrate would run against the database of ``conn`` (at head)."""
+    from . import repair
+    from . import shape as shapes
+
+    manifest = shapes.load_manifest()
+    if not shapes.manifest_is_current(manifest):
+        return f"-- repairs skipped: sql/manifest.json is stale ({shapes.REGENERATE_COMMAND})\n"
+    repairs, left = repair.plan(conn, manifest, embedding_dimension(conn))
+    if not repairs and not left:
+        return "-- nothing differs from the installed shape (sql/manifest.json)\n"
+    out = ["-- repairs: what differs from the installed shape (sql/manifest.json)"]
+    if repairs:
+        out.append(f"SELECT pg_catalog.set_config('search_path', '{SAFE_SEARCH_PATH}', true);")
+    for item in repairs:
+        out.append(f"-- {item.what}")
+        if item.sql == repair.REAPPLY_FUNCTIONS:
+            out.append("--   (the function files below are applied)")
+        else:
+            out.append(item.sql + ";")
+    for item in left:
+        out.append(f"-- not repaired: {item}")
+    return "\n".join(out) + "\n"
 
 
 def migration_sql(dsn: str | None, embedding_dim: int | None = None) -> str:
@@ -299,10 +387,13 @@ def migration_sql(dsn: str | None, embedding_dim: int | None = None) -> str:
     out = io.StringIO()
     revision = None
     vector_schema_name = "public"
+    repairs = None
     if dsn:
         with psycopg.connect(dsn) as conn:
             revision = current_revision(conn)
             vector_schema_name = vector_schema(conn, default="public")
+            if revision is not None and revision == head_revision():
+                repairs = repair_sql(conn)
     quoted_vector_schema = pgsql.Identifier(vector_schema_name).as_string(None)
     out.write("-- pgfeed migrate --sql: review, then run with psql -1 -v ON_ERROR_STOP=1 -f\n")
     out.write(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY});\n")
@@ -331,4 +422,9 @@ def migration_sql(dsn: str | None, embedding_dim: int | None = None) -> str:
         out.write(f"-- schema already at head ({revision})\n")
     for name, text in render_functions(vector_schema_name):
         out.write(f"\n-- sql/functions/{name}\n{text}")
+    if repairs is not None:
+        out.write("\n" + repairs)
+    elif revision is not None:
+        out.write("\n-- repairs (missing or invalid indexes, constraints, grants) are computed at head:"
+                  " run pgfeed migrate --sql again after this upgrade\n")
     return out.getvalue()

@@ -12,6 +12,8 @@ This module only fills in the parameters, sends the steps and reports progress.
 from __future__ import annotations
 
 import math
+import os
+import signal
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -35,6 +37,26 @@ MAX_SEED = 2**40
 MAX_BUILD_MEMORY_MB = 8192  # maintenance_work_mem cap for the HNSW build
 
 Progress = Callable[[str, int, int], None]
+
+# Fault injection, for the crash test (tests/test_crash.py): PGFEED_FAULT=<point>
+# or <point>:kill-server stops the seed at that point, without any cleanup
+# (os._exit); with :kill-server it first kills the database server with
+# SIGKILL, as a power cut would. Points: seed:after-commit (the world is
+# committed, its secondary indexes are dropped and not yet rebuilt) and
+# seed:after-first-index (during the index phase: one index rebuilt).
+FAULT_ENV = "PGFEED_FAULT"
+FAULT_EXIT_CODE = 99
+
+
+def _fault(point: str, conn: psycopg.Connection) -> None:
+    wanted = os.environ.get(FAULT_ENV, "")
+    if wanted not in (point, f"{point}:kill-server"):
+        return
+    if wanted.endswith(":kill-server"):
+        data_dir = conn.execute("SELECT setting FROM pg_catalog.pg_settings WHERE name = 'data_directory'").fetchone()[0]
+        with open(os.path.join(data_dir, "postmaster.pid")) as pid_file:
+            os.kill(int(pid_file.readline()), signal.SIGKILL)
+    os._exit(FAULT_EXIT_CODE)
 
 
 class SeedError(Exception):
@@ -185,6 +207,7 @@ def seed_world(
         # After the commit the rows the rebuild and the heartbeat replaced are
         # dead: VACUUM drops them, and the indexes cover live rows only.
         conn.autocommit = True
+        _fault("seed:after-commit", conn)
         built = 0
         try:
             t0 = time.perf_counter()
@@ -202,6 +225,8 @@ def seed_world(
             for _, definition in indexes:
                 conn.execute(definition.encode())
                 built += 1
+                if built == 1:
+                    _fault("seed:after-first-index", conn)
             done("indexes", t0)
         except (psycopg.Error, KeyboardInterrupt) as exc:
             missing = ";\n".join(d for _, d in indexes[built:])
