@@ -582,23 +582,25 @@ def settings():
 @dsn_options
 @json_option
 def settings_list(dsn, data_dir, as_json):
-    """List every setting with its value and default.
+    """List every setting with its value, default, type and valid range.
 
     \b
     Example:
         pgfeed settings list
     """
     with Context(dsn, data_dir).connect() as conn:
-        rows = conn.execute("SELECT name, value, default_value, kind, description FROM feed.settings"
-                            " ORDER BY name").fetchall()
+        rows = conn.execute("SELECT name, value, default_value, kind, min_value, max_value, description"
+                            " FROM feed.settings ORDER BY name").fetchall()
     if as_json:
-        echo_json([dict(zip(("name", "value", "default", "kind", "description"), r)) for r in rows])
+        echo_json([dict(zip(("name", "value", "default", "kind", "min", "max", "description"), r)) for r in rows])
         return
     from rich.table import Table
 
-    table = Table("name", "value", "default", "description")
-    for name, value, default, _kind, description in rows:
-        table.add_row(name, value if value == default else f"[bold]{value}[/bold]", default, description)
+    table = Table("name", "value", "default", "type", "range", "description")
+    for name, value, default, kind, low, high, description in rows:
+        table.add_row(name, value if value == default else f"[bold]{value}[/bold]", default, kind,
+                      f"{low if low is not None else '0'} .. {high if high is not None else 'any'}"
+                      + (" chars" if kind == "text" else ""), description)
     console().print(table)
 
 
@@ -945,6 +947,10 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"pgfeed: error{code}: {message}", err=True)
         sys.exit(1)
 
+
+# verb groups in modules of their own (registered before __main__ runs main())
+from .cli_rebuild import rebuild_counters  # noqa: E402
+cli.add_command(rebuild_counters)
 
 if __name__ == "__main__":
     main()
