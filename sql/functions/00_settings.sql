@@ -111,23 +111,26 @@ SET search_path = pg_catalog, pg_temp
 AS $func$
 DECLARE
     v_problem text;
+    -- read through jsonb: a downgrade below revision 0006 drops these columns
+    -- while this trigger stays until the schema goes
+    v_min text := to_jsonb(NEW) ->> 'min_value';
+    v_max text := to_jsonb(NEW) ->> 'max_value';
 BEGIN
     -- the bounds themselves must be values of the kind
     IF NEW.kind <> 'text' THEN
-        v_problem := coalesce(feed._setting_problem(NEW.kind, coalesce(NEW.min_value, NEW.default_value), NULL, NULL),
-                              feed._setting_problem(NEW.kind, coalesce(NEW.max_value, NEW.default_value), NULL, NULL));
+        v_problem := coalesce(feed._setting_problem(NEW.kind, coalesce(v_min, NEW.default_value), NULL, NULL),
+                              feed._setting_problem(NEW.kind, coalesce(v_max, NEW.default_value), NULL, NULL));
         IF v_problem IS NOT NULL THEN
             RAISE EXCEPTION 'setting %: its range is invalid: %', NEW.name, v_problem USING ERRCODE = '22023';
         END IF;
     END IF;
-    v_problem := feed._setting_problem(NEW.kind, NEW.value, NEW.min_value, NEW.max_value);
+    v_problem := feed._setting_problem(NEW.kind, NEW.value, v_min, v_max);
     IF v_problem IS NOT NULL THEN
         RAISE EXCEPTION 'setting %: %', NEW.name, v_problem
             USING ERRCODE = '22023',
-                  HINT = format('%s setting, valid %s to %s', NEW.kind, coalesce(NEW.min_value, '0'),
-                                coalesce(NEW.max_value, 'any'));
+                  HINT = format('%s setting, valid %s to %s', NEW.kind, coalesce(v_min, '0'), coalesce(v_max, 'any'));
     END IF;
-    v_problem := feed._setting_problem(NEW.kind, NEW.default_value, NEW.min_value, NEW.max_value);
+    v_problem := feed._setting_problem(NEW.kind, NEW.default_value, v_min, v_max);
     IF v_problem IS NOT NULL THEN
         RAISE EXCEPTION 'setting %: default %', NEW.name, v_problem USING ERRCODE = '22023';
     END IF;
