@@ -198,3 +198,21 @@ def test_live_counters_equal_the_rebuild_under_any_interleaving(db, db_dsn, step
     assert rebuild(db) == dict(NOTHING_CHANGED, user_taste=0)
     assert db.execute("SELECT post_id, like_count, praise_count, trophy_count, save_count FROM feed.posts"
                       " ORDER BY post_id").fetchall() == live
+
+
+def test_the_cli_verb_reports_the_changes(db, db_dsn):
+    import json
+    import subprocess
+    import sys
+
+    add_post(db, 1)
+    call(db, 7, "like")
+    db.execute("UPDATE feed.posts SET like_count = 5 WHERE post_id = 1")
+    result = subprocess.run([sys.executable, "-m", "pgfeed.cli", "rebuild-counters", "--json", "--dsn", db_dsn],
+                            capture_output=True, text=True, check=True)
+    report = json.loads(result.stdout)
+    assert report["posts"] == 1 and report["user_post_state"] == 0
+    assert like_count(db) == 1
+    again = subprocess.run([sys.executable, "-m", "pgfeed.cli", "rebuild-counters", "--dsn", db_dsn],
+                           capture_output=True, text=True, check=True)
+    assert again.stdout.startswith("rebuild-counters: posts=0 ")

@@ -152,7 +152,7 @@ CREATE OR REPLACE TRIGGER settings_check
 -- under the limits the feed checks, a weight keeps the trending score finite.
 INSERT INTO feed.settings AS s (name, value, default_value, kind, min_value, max_value, description)
 SELECT d.name, d.value, d.value, d.kind, d.min_value, d.max_value, d.description FROM (VALUES
-    ('cooldown',                 '30 days',    'interval', '0',        '10 years',   'A post seen or interacted with within this window is not shown again (except as a controlled repeat).'),
+    ('cooldown',                 '30 days',    'interval', '0',        '100 years',   'A post seen or interacted with within this window is not shown again (except as a controlled repeat).'),
     ('max_repeats_per_page',     '2',          'integer',  '0',        '100',        'At most this many controlled repeats per page while unseen posts remain.'),
     ('protected_top_ranks',      '6',          'integer',  '0',        '100',        'Controlled repeats never take ranks 1..N unless fewer than N unseen eligible posts exist.'),
     ('inventory_waterline',      '24',         'integer',  '0',        '500',        'When unseen inventory falls under this, the ladder expands to older and out-of-network posts.'),
