@@ -30,8 +30,11 @@ def add_post(db: psycopg.Connection, post_id: int, author_id: int = 1000, *, cat
     )
 
 
-def fingerprint(db: psycopg.Connection) -> dict:
-    """Every row of every pgfeed table, hashed per table: equal fingerprints, equal state."""
+def fingerprint(db: psycopg.Connection, sequences: bool = False) -> dict:
+    """Every row of every pgfeed table, hashed per table: equal fingerprints, equal
+    state. With sequences, also every sequence's position (a refused call draws
+    no id); leave them out when comparing across a rolled-back call that
+    succeeded, since a sequence never rolls back."""
     tables = [r[0] for r in db.execute(
         "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'feed'::regnamespace AND c.relkind = 'r'"
         " ORDER BY 1").fetchall()]
@@ -40,4 +43,11 @@ def fingerprint(db: psycopg.Connection) -> dict:
         result[table] = db.execute(
             f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM feed.{table} t"
         ).fetchone()
+    if not sequences:
+        return result
+    names = [r[0] for r in db.execute(
+        "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'feed'::regnamespace AND c.relkind = 'S'"
+        " ORDER BY 1").fetchall()]
+    for sequence in names:
+        result[f"sequence {sequence}"] = db.execute(f"SELECT last_value, is_called FROM feed.{sequence}").fetchone()
     return result

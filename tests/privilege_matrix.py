@@ -22,6 +22,7 @@ FUNCTIONS: dict[str, dict[str, str]] = {
     "refresh_trending_scores": {"pgfeed_app": "no", "pgfeed_viewer": "no", "pgfeed_admin": "yes"},
     "build_recommendations": {"pgfeed_app": "no", "pgfeed_viewer": "no", "pgfeed_admin": "yes"},
     "run_maintenance": {"pgfeed_app": "no", "pgfeed_viewer": "no", "pgfeed_admin": "yes"},
+    "rebuild_counters": {"pgfeed_app": "no", "pgfeed_viewer": "no", "pgfeed_admin": "yes"},
     "any private function (`feed._*`)": {"pgfeed_app": "no", "pgfeed_viewer": "no", "pgfeed_admin": "no"},
 }
 

@@ -323,8 +323,7 @@ def test_profiles_change_with_an_update(db):
 
 def test_explain_score_matches_the_feed_and_names_exclusions(db):
     world(db, 30)
-    # one transaction, so both see the same now() (recency moves between statements)
-    with db.transaction():
+    with db.transaction():  # one now(): freshness must not drift between the two statements
         rows = page(db, 1, 3)
         explained = db.execute("SELECT feed.explain_score(1, %s)", [rows[0][1]]).fetchone()[0]
     assert explained["eligible"] is True and explained["excluded_because"] == []

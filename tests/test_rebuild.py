@@ -24,11 +24,12 @@ DERIVED = {
     "user_post_type_affinity": "SELECT * FROM feed.user_post_type_affinity ORDER BY user_id, post_type",
     "user_category_affinity": "SELECT * FROM feed.user_category_affinity ORDER BY user_id, category",
     "user_signals": "SELECT * FROM feed.user_signals ORDER BY user_id",
+    "user_post_state": "SELECT * FROM feed.user_post_state ORDER BY user_id, post_id, state",
 }
 # taste vectors (40_vectors.sql) are rebuilt in closed form, equal within float tolerance
 TASTE = "SELECT user_id, taste::text, strength, updated_at FROM feed.user_taste ORDER BY user_id"
 VIEWER_TABLES = ["seen_posts", "hidden_posts", "user_author_affinity", "user_post_type_affinity",
-                 "user_category_affinity", "user_signals", "user_taste"]
+                 "user_category_affinity", "user_signals", "user_taste", "user_post_state"]
 
 
 def derived(db) -> dict[str, list[tuple]]:

@@ -108,6 +108,7 @@ FUNCTION_CALLS = {
     "refresh_trending_scores": "SELECT feed.refresh_trending_scores('1 day')",
     "build_recommendations": "SELECT feed.build_recommendations('30 days')",
     "run_maintenance": "SELECT feed.run_maintenance()",
+    "rebuild_counters": "SELECT feed.rebuild_counters()",
     "any private function (`feed._*`)": "SELECT feed._setting('cooldown')",
 }
 

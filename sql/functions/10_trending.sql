@@ -26,17 +26,36 @@ AS $func$
 $func$;
 
 -------------------------------------------------------------------------------
--- trending_score: the public formula with the seed's default weights (contract §3.3)
+-- trending_score: the public formula with the seed's default weights (contract
+-- §3.3). NULL counts and amounts count as 0; a NULL or infinite time, and a
+-- NaN, infinite or negative count or amount, is a 22023 naming the argument.
 CREATE OR REPLACE FUNCTION feed.trending_score(
     p_likes bigint, p_comments bigint, p_shares bigint, p_gift_amount numeric, p_tip_amount numeric,
     p_created_at timestamptz, p_now timestamptz DEFAULT now())
 RETURNS double precision
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $func$
-    SELECT feed._trending_formula(p_likes, p_comments, p_shares, p_gift_amount, p_tip_amount,
-                                  p_created_at, p_now, 1.0, 3.0, 5.0, 50.0, 50.0, 1.8)
+BEGIN
+    IF p_likes < 0 THEN
+        PERFORM feed._bad_argument('p_likes', format('must be zero or positive, got %s', p_likes));
+    ELSIF p_comments < 0 THEN
+        PERFORM feed._bad_argument('p_comments', format('must be zero or positive, got %s', p_comments));
+    ELSIF p_shares < 0 THEN
+        PERFORM feed._bad_argument('p_shares', format('must be zero or positive, got %s', p_shares));
+    ELSIF p_gift_amount < 0 OR p_gift_amount = 'NaN'::numeric OR p_gift_amount = 'Infinity'::numeric THEN
+        PERFORM feed._bad_argument('p_gift_amount', format('must be a finite amount, zero or positive, got %s', p_gift_amount));
+    ELSIF p_tip_amount < 0 OR p_tip_amount = 'NaN'::numeric OR p_tip_amount = 'Infinity'::numeric THEN
+        PERFORM feed._bad_argument('p_tip_amount', format('must be a finite amount, zero or positive, got %s', p_tip_amount));
+    ELSIF p_created_at IS NULL OR NOT isfinite(p_created_at) THEN
+        PERFORM feed._bad_argument('p_created_at', format('must be a finite time, got %s', coalesce(p_created_at::text, 'null')));
+    ELSIF p_now IS NULL OR NOT isfinite(p_now) THEN
+        PERFORM feed._bad_argument('p_now', format('must be a finite time, got %s', coalesce(p_now::text, 'null')));
+    END IF;
+    RETURN feed._trending_formula(p_likes, p_comments, p_shares, p_gift_amount, p_tip_amount,
+                                  p_created_at, p_now, 1.0, 3.0, 5.0, 50.0, 50.0, 1.8);
+END
 $func$;
 
 -------------------------------------------------------------------------------

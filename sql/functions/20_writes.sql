@@ -44,6 +44,77 @@ AS $func$
 $func$;
 
 -------------------------------------------------------------------------------
+-- _state_actions: the actions that set a per-user state of a post (contract
+-- §3.2 v2) and the value each sets. The one definition of the state
+-- semantics: the write path (_note_state) and the rebuild (_latest_states,
+-- 60_bulk.sql) both read it. Repeating one counts once; unlike clears only
+-- the caller's own like.
+CREATE OR REPLACE FUNCTION feed._state_actions()
+RETURNS TABLE (action text, state text, active boolean)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    VALUES ('like', 'liked', true), ('unlike', 'liked', false), ('praise', 'praised', true),
+           ('trophy', 'trophied', true), ('save', 'saved', true)
+$func$;
+
+-------------------------------------------------------------------------------
+-- _note_state: the viewer's latest call on a post sets its state; returns how
+-- the state's count moved (+1, -1 or 0). "Latest" is the order of the calls,
+-- (called_at, interaction_id), not of their transactions: a call older than
+-- the stored one changes nothing. The row lock serialises one viewer's calls
+-- on one post, so the result depends neither on retries nor on commit order.
+CREATE OR REPLACE FUNCTION feed._note_state(
+    p_user_id bigint, p_post_id bigint, p_state text, p_active boolean, p_called_at timestamptz,
+    p_interaction_id bigint)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+DECLARE
+    v_old record;
+BEGIN
+    LOOP
+        SELECT s.active, s.called_at, s.interaction_id INTO v_old
+        FROM feed.user_post_state s
+        WHERE s.user_id = p_user_id AND s.post_id = p_post_id AND s.state = p_state
+        FOR UPDATE;
+        IF FOUND THEN
+            IF (v_old.called_at, v_old.interaction_id) >= (p_called_at, p_interaction_id) THEN
+                RETURN 0;
+            END IF;
+            UPDATE feed.user_post_state s
+            SET active = p_active, called_at = p_called_at, interaction_id = p_interaction_id
+            WHERE s.user_id = p_user_id AND s.post_id = p_post_id AND s.state = p_state;
+            RETURN p_active::integer - v_old.active::integer;
+        END IF;
+        INSERT INTO feed.user_post_state (user_id, post_id, state, active, called_at, interaction_id)
+        VALUES (p_user_id, p_post_id, p_state, p_active, p_called_at, p_interaction_id)
+        ON CONFLICT (user_id, post_id, state) DO NOTHING;
+        IF FOUND THEN
+            RETURN p_active::integer;
+        END IF;
+        -- a concurrent first call on this state committed meanwhile: compare with it
+    END LOOP;
+END
+$func$;
+
+-------------------------------------------------------------------------------
+-- _lock_viewer: serialise one viewer's engagement writes until commit. A
+-- viewer's path-dependent state (decayed category affinity, moving averages,
+-- taste, states) is then updated in exactly the order of the calls'
+-- clock_timestamp() (interactions.called_at), which is the order the rebuild
+-- replays. Two-key advisory lock: its key space is apart from the one-key
+-- locks of build_recommendations; a hash collision only serialises two viewers.
+CREATE OR REPLACE FUNCTION feed._lock_viewer(p_user_id bigint)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    SELECT pg_advisory_xact_lock(hashtext('pgfeed.viewer'), hashtext(p_user_id::text))
+$func$;
+
+-------------------------------------------------------------------------------
 -- _require_viewer / _require_post: argument checks shared by the writes
 CREATE OR REPLACE FUNCTION feed._require_viewer(p_user_id bigint)
 RETURNS void
@@ -91,26 +162,41 @@ AS $func$
 $func$;
 
 -------------------------------------------------------------------------------
--- _apply_interaction: log one action and update the viewer's per-author,
--- per-post-type and per-category signals. Post counters and the moving
--- averages are the caller's, so that one call touches each row once.
+-- _apply_interaction: log one action and update the viewer's state of the
+-- post and per-author, per-post-type and per-category signals. Returns the
+-- interaction's id and, for a state action (_state_actions), the state and
+-- how its count moved. Post counters and the moving averages are the
+-- caller's, so that one call touches each row once.
 CREATE OR REPLACE FUNCTION feed._apply_interaction(
     p_user_id bigint, p_post_id bigint, p_author_id bigint, p_category text, p_post_type text,
     p_action text, p_value_amount numeric, p_time_spent_seconds integer, p_watch_ratio double precision,
-    p_now timestamptz)
-RETURNS bigint
+    p_now timestamptz, OUT interaction_id bigint, OUT state text, OUT state_delta integer)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $func$
 DECLARE
-    v_interaction_id bigint;
+    v_called_at timestamptz;
     v_positive boolean := p_action IN ('like', 'comment', 'share', 'gift', 'tip', 'praise', 'trophy', 'save');
     v_negative boolean := p_action IN ('not_interested', 'dislike', 'report');
+    v_active boolean;
+    v_liked integer;
+    v_praised integer;
+    v_trophied integer;
+    v_saved integer;
     v_half_life double precision;
 BEGIN
-    INSERT INTO feed.interactions (user_id, post_id, action, value_amount, time_spent_seconds, watch_ratio, created_at)
-    VALUES (p_user_id, p_post_id, p_action, p_value_amount, p_time_spent_seconds, p_watch_ratio, p_now)
-    RETURNING interaction_id INTO v_interaction_id;
+    PERFORM feed._lock_viewer(p_user_id);
+    v_called_at := clock_timestamp();  -- after the lock: call order is lock order
+    INSERT INTO feed.interactions (user_id, post_id, action, value_amount, time_spent_seconds, watch_ratio,
+                                   created_at, called_at)
+    VALUES (p_user_id, p_post_id, p_action, p_value_amount, p_time_spent_seconds, p_watch_ratio, p_now, v_called_at)
+    RETURNING interactions.interaction_id INTO interaction_id;
+
+    state_delta := 0;
+    SELECT a.state, a.active INTO state, v_active FROM feed._state_actions() a WHERE a.action = p_action;
+    IF state IS NOT NULL THEN
+        state_delta := feed._note_state(p_user_id, p_post_id, state, v_active, v_called_at, interaction_id);
+    END IF;
 
     -- an interaction implies the viewer saw the post (contract §4.3)
     PERFORM feed._note_seen(p_user_id, p_post_id, p_now);
@@ -121,22 +207,27 @@ BEGIN
         ON CONFLICT (user_id, post_id) DO NOTHING;
     END IF;
 
+    -- per author: states count the author's posts in that state; the rest accumulate
+    -- (a new row starts at zero: a CHECK sees the proposed row before ON CONFLICT)
+    v_liked := CASE WHEN state = 'liked' THEN state_delta ELSE 0 END;
+    v_praised := CASE WHEN state = 'praised' THEN state_delta ELSE 0 END;
+    v_trophied := CASE WHEN state = 'trophied' THEN state_delta ELSE 0 END;
+    v_saved := CASE WHEN state = 'saved' THEN state_delta ELSE 0 END;
     IF p_author_id <> p_user_id THEN
         INSERT INTO feed.user_author_affinity AS a (
             user_id, author_id, like_count, praise_count, trophy_count, comment_count, share_count,
             save_count, gift_count, tip_count, view_count, negative_count, last_positive_at)
-        VALUES (p_user_id, p_author_id, (p_action = 'like')::int, (p_action = 'praise')::int,
-                (p_action = 'trophy')::int, (p_action = 'comment')::int, (p_action = 'share')::int,
-                (p_action = 'save')::int, (p_action = 'gift')::int, (p_action = 'tip')::int,
+        VALUES (p_user_id, p_author_id, greatest(v_liked, 0), greatest(v_praised, 0),
+                greatest(v_trophied, 0), (p_action = 'comment')::int, (p_action = 'share')::int,
+                greatest(v_saved, 0), (p_action = 'gift')::int, (p_action = 'tip')::int,
                 (p_action = 'view')::int, v_negative::int, CASE WHEN v_positive THEN p_now END)
         ON CONFLICT (user_id, author_id) DO UPDATE
-        SET like_count = CASE WHEN p_action = 'unlike' THEN greatest(a.like_count - 1, 0)
-                              ELSE a.like_count + excluded.like_count END,
-            praise_count = a.praise_count + excluded.praise_count,
-            trophy_count = a.trophy_count + excluded.trophy_count,
+        SET like_count = a.like_count + v_liked,
+            praise_count = a.praise_count + v_praised,
+            trophy_count = a.trophy_count + v_trophied,
             comment_count = a.comment_count + excluded.comment_count,
             share_count = a.share_count + excluded.share_count,
-            save_count = a.save_count + excluded.save_count,
+            save_count = a.save_count + v_saved,
             gift_count = a.gift_count + excluded.gift_count,
             tip_count = a.tip_count + excluded.tip_count,
             view_count = a.view_count + excluded.view_count,
@@ -144,16 +235,16 @@ BEGIN
             last_positive_at = greatest(a.last_positive_at, excluded.last_positive_at);
     END IF;
 
-    -- seed 001 §6: hearts, praise and trophies per post type
+    -- seed 001 §6: hearts, praise and trophies per post type (posts in those states)
     IF p_action IN ('like', 'praise', 'trophy') THEN
         INSERT INTO feed.user_post_type_affinity AS t (user_id, post_type, interaction_count, last_interaction_at)
-        VALUES (p_user_id, p_post_type, 1, p_now)
+        VALUES (p_user_id, p_post_type, state_delta, p_now)
         ON CONFLICT (user_id, post_type) DO UPDATE
-        SET interaction_count = t.interaction_count + 1,
+        SET interaction_count = t.interaction_count + excluded.interaction_count,
             last_interaction_at = greatest(t.last_interaction_at, p_now);
-    ELSIF p_action = 'unlike' THEN
+    ELSIF p_action = 'unlike' AND state_delta <> 0 THEN
         UPDATE feed.user_post_type_affinity t
-        SET interaction_count = greatest(t.interaction_count - 1, 0)
+        SET interaction_count = t.interaction_count + state_delta
         WHERE t.user_id = p_user_id AND t.post_type = p_post_type;
     END IF;
 
@@ -171,8 +262,6 @@ BEGIN
 
     -- the viewer's taste vector follows the post's embedding (sql/functions/40_vectors.sql)
     PERFORM feed._update_taste(p_user_id, p_post_id, p_action, p_watch_ratio, p_now);
-
-    RETURN v_interaction_id;
 END
 $func$;
 
@@ -220,7 +309,7 @@ LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $func$
     UPDATE feed.posts p
-    SET like_count = greatest(p.like_count + p_likes, 0),
+    SET like_count = p.like_count + p_likes,
         comment_count = p.comment_count + p_comments,
         share_count = p.share_count + p_shares,
         view_count = p.view_count + p_views,
@@ -236,7 +325,10 @@ AS $func$
 $func$;
 
 -------------------------------------------------------------------------------
--- record_interaction: one engagement event (contract §3.2); returns its id
+-- record_interaction: one engagement event (contract §3.2); returns its id.
+-- Order: every argument is checked, then the post row is taken (and, for
+-- money, its total checked), and only then is anything logged: a refused
+-- call writes nothing and draws no id.
 CREATE OR REPLACE FUNCTION feed.record_interaction(
     p_user_id bigint, p_post_id bigint, p_action text,
     p_value_amount numeric DEFAULT 0, p_time_spent_seconds integer DEFAULT 0)
@@ -247,8 +339,9 @@ SET search_path = pg_catalog, pg_temp
 AS $func$
 DECLARE
     v_post record;
+    v_total numeric;
     v_now timestamptz := now();
-    v_id bigint;
+    v_applied record;
 BEGIN
     PERFORM feed._authorize_viewer(p_user_id);
     PERFORM feed._require_viewer(p_user_id);
@@ -256,36 +349,40 @@ BEGIN
         PERFORM feed._bad_argument('p_action', format('unknown action %L; expected one of %s',
                                    p_action, array_to_string(feed._actions(), ', ')));
     END IF;
-    IF p_value_amount IS NULL THEN
-        PERFORM feed._bad_argument('p_value_amount', 'must not be null');
-    ELSIF p_action IN ('gift', 'tip') AND p_value_amount <= 0 THEN
-        PERFORM feed._bad_argument('p_value_amount', format('must be positive for %s, got %s', p_action, p_value_amount));
-    ELSIF p_action NOT IN ('gift', 'tip') AND p_value_amount <> 0 THEN
-        PERFORM feed._bad_argument('p_value_amount', format('must be 0 for %s, got %s', p_action, p_value_amount));
-    ELSIF p_value_amount >= 1e10 OR round(p_value_amount, 2) = 0 AND p_value_amount <> 0 THEN
-        PERFORM feed._bad_argument('p_value_amount', format('%s does not fit numeric(12,2)', p_value_amount));
-    END IF;
+    PERFORM feed._check_amount(p_action, p_value_amount);
     IF p_time_spent_seconds IS NULL OR p_time_spent_seconds < 0 THEN
         PERFORM feed._bad_argument('p_time_spent_seconds', format('must be zero or positive, got %s',
                                    coalesce(p_time_spent_seconds::text, 'null')));
     END IF;
     v_post := feed._require_post(p_post_id);
+    IF p_action IN ('gift', 'tip') THEN
+        PERFORM feed._lock_viewer(p_user_id);  -- before the post row, in _apply_interaction's order
+        -- locked, so that no concurrent gift can take the total past numeric(12,2) after this check
+        SELECT CASE p_action WHEN 'gift' THEN p.gift_amount ELSE p.tip_amount END INTO v_total
+        FROM feed.posts p WHERE p.post_id = p_post_id FOR NO KEY UPDATE;
+        IF v_total + p_value_amount >= 1e10 THEN
+            PERFORM feed._bad_argument('p_value_amount', format(
+                'post %s''s %s total %s plus %s would not fit numeric(12,2)', p_post_id, p_action, v_total, p_value_amount));
+        END IF;
+    END IF;
 
-    v_id := feed._apply_interaction(p_user_id, p_post_id, v_post.author_id, v_post.category, v_post.post_type,
-                                    p_action, p_value_amount, p_time_spent_seconds, NULL, v_now);
+    v_applied := feed._apply_interaction(p_user_id, p_post_id, v_post.author_id, v_post.category, v_post.post_type,
+                                         p_action, p_value_amount, p_time_spent_seconds, NULL, v_now);
     IF p_action IN ('view', 'like', 'comment', 'share') THEN
         PERFORM feed._observe_engagement(p_user_id, p_action = 'like', p_action = 'comment', p_action = 'share',
                                          NULL, v_now);
     END IF;
     PERFORM feed._bump_post(p_post_id,
-        p_likes => CASE p_action WHEN 'like' THEN 1 WHEN 'unlike' THEN -1 ELSE 0 END,
+        p_likes => CASE WHEN v_applied.state = 'liked' THEN v_applied.state_delta ELSE 0 END,
         p_comments => (p_action = 'comment')::int, p_shares => (p_action = 'share')::int,
         p_views => (p_action = 'view')::int,
         p_gift => CASE WHEN p_action = 'gift' THEN p_value_amount ELSE 0 END,
         p_tip => CASE WHEN p_action = 'tip' THEN p_value_amount ELSE 0 END,
-        p_praises => (p_action = 'praise')::int, p_trophies => (p_action = 'trophy')::int,
-        p_saves => (p_action = 'save')::int, p_reports => (p_action = 'report')::int);
-    RETURN v_id;
+        p_praises => CASE WHEN v_applied.state = 'praised' THEN v_applied.state_delta ELSE 0 END,
+        p_trophies => CASE WHEN v_applied.state = 'trophied' THEN v_applied.state_delta ELSE 0 END,
+        p_saves => CASE WHEN v_applied.state = 'saved' THEN v_applied.state_delta ELSE 0 END,
+        p_reports => (p_action = 'report')::int);
+    RETURN v_applied.interaction_id;
 END
 $func$;
 
@@ -304,6 +401,13 @@ AS $func$
 BEGIN
     PERFORM feed._authorize_viewer(p_user_id);
     PERFORM feed._require_viewer(p_user_id);
+    IF p_source IS NOT NULL AND length(p_source) > 100 THEN
+        PERFORM feed._bad_argument('p_source', format('at most 100 characters, got %s', length(p_source)));
+    END IF;
+    IF p_score = 'NaN'::double precision OR p_score IN ('Infinity', '-Infinity') THEN
+        PERFORM feed._bad_argument('p_score', format('must be a finite number, got %s', p_score));
+    END IF;
+    PERFORM feed._check_session_id(p_session_id);
     IF p_visible_at IS NULL OR NOT isfinite(p_visible_at) THEN
         PERFORM feed._bad_argument('p_visible_at', 'must be a finite time');
     END IF;
@@ -336,11 +440,15 @@ BEGIN
     PERFORM feed._require_viewer(p_user_id);
     IF p_post_ids IS NULL THEN
         PERFORM feed._bad_argument('p_post_ids', 'must not be null');
+    ELSIF array_ndims(p_post_ids) > 1 THEN
+        PERFORM feed._bad_argument('p_post_ids', format('must be a one-dimensional array, got %s dimensions',
+                                                        array_ndims(p_post_ids)));
     ELSIF array_position(p_post_ids, NULL) IS NOT NULL THEN
         PERFORM feed._bad_argument('p_post_ids', 'must not contain nulls');
     ELSIF cardinality(p_post_ids) > 10000 THEN
         PERFORM feed._bad_argument('p_post_ids', 'at most 10000 posts per call');
     END IF;
+    PERFORM feed._check_session_id(p_session_id);
     IF p_visible_at IS NULL OR NOT isfinite(p_visible_at) THEN
         PERFORM feed._bad_argument('p_visible_at', 'must be a finite time');
     END IF;
@@ -389,6 +497,7 @@ DECLARE
     v_post record;
     v_now timestamptz := now();
     v_ratio double precision;
+    v_like_delta integer := 0;
 BEGIN
     PERFORM feed._authorize_viewer(p_user_id);
     PERFORM feed._require_viewer(p_user_id);
@@ -408,8 +517,9 @@ BEGIN
     PERFORM feed._apply_interaction(p_user_id, p_post_id, v_post.author_id, v_post.category, v_post.post_type,
                                     'view', 0, (p_play_ms / 1000), v_ratio, v_now);
     IF p_liked THEN
-        PERFORM feed._apply_interaction(p_user_id, p_post_id, v_post.author_id, v_post.category, v_post.post_type,
-                                        'like', 0, 0, NULL, v_now);
+        SELECT a.state_delta INTO v_like_delta
+        FROM feed._apply_interaction(p_user_id, p_post_id, v_post.author_id, v_post.category, v_post.post_type,
+                                     'like', 0, 0, NULL, v_now) a;
     END IF;
     IF p_commented THEN
         PERFORM feed._apply_interaction(p_user_id, p_post_id, v_post.author_id, v_post.category, v_post.post_type,
@@ -420,7 +530,7 @@ BEGIN
                                         'share', 0, 0, NULL, v_now);
     END IF;
     PERFORM feed._observe_engagement(p_user_id, p_liked, p_commented, p_shared, v_ratio, v_now);
-    PERFORM feed._bump_post(p_post_id, p_likes => p_liked::int, p_comments => p_commented::int,
+    PERFORM feed._bump_post(p_post_id, p_likes => v_like_delta, p_comments => p_commented::int,
                             p_shares => p_shared::int, p_views => 1, p_watches => 1, p_watch_ratio => v_ratio);
 END
 $func$;

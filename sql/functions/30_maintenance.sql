@@ -36,9 +36,7 @@ DECLARE
     v_count integer;
     v_last_run timestamptz;
 BEGIN
-    IF p_window IS NULL OR p_window <= interval '0' THEN
-        PERFORM feed._bad_argument('p_window', format('must be a positive interval, got %s', coalesce(p_window::text, 'null')));
-    END IF;
+    PERFORM feed._check_interval('p_window', p_window, interval '100 years');
     w := feed._trending_weights();
 
     -- the window, and the posts that left it since the previous run (their final score)

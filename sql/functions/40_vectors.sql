@@ -6,25 +6,27 @@
 -------------------------------------------------------------------------------
 -- Settings of this file. A new setting appears with its default; an
 -- operator's value is never overwritten (same rule as 00_settings.sql).
-INSERT INTO feed.settings AS s (name, value, default_value, kind, description)
-SELECT d.name, d.value, d.value, d.kind, d.description FROM (VALUES
-    ('taste_alpha',                    '0.1',      'number',   'Taste vectors: how far one like (weight 1) moves a viewer''s taste toward the post''s embedding; stronger acts move it more (capped at 0.9).'),
-    ('recommendation_ttl',             '24 hours', 'interval', 'build_recommendations: precomputed recommendations expire after this.'),
-    ('recommendation_neighbors',       '100',      'integer',  'build_recommendations: item-to-item neighbours kept per post (feed.item_neighbors).'),
-    ('recommendations_per_user',       '50',       'integer',  'build_recommendations: recommendations kept per viewer (feed.recommendations).'),
-    ('recommendation_history',         '50',       'integer',  'build_recommendations: a viewer''s most recent positive posts that are expanded into recommendations; older ones are ignored.'),
-    ('recommendation_recency_exponent', '1',       'number',   'build_recommendations and live scoring: the viewer''s r-th most recent positive post (r = 1, 2, ...) weighs r^-exponent when its neighbours are summed (0: every post alike; what a viewer engages with next follows their latest taste).'),
-    ('recommendation_pair_history',    '100',      'integer',  'build_recommendations: a viewer''s most recent positive posts that count in co-occurrence (pairs cost the square of this; bounds very long histories).'),
-    ('recommendation_history_exponent', '0.75',    'number',   'build_recommendations: a viewer with n positive posts adds n^-exponent to each co-occurrence (long histories say less about any one pair).'),
-    ('recommendation_popularity_exponent', '0.7',  'number',   'build_recommendations: sim(i, j) divides by n_j^exponent, n_j = viewers of the neighbour j (0 favours popular posts, 1 removes popularity).'),
-    ('recommendation_min_support',     '2',        'integer',  'build_recommendations: two posts are neighbours only when at least this many viewers engaged with both (1 keeps one-off pairs: more reach for rarely seen posts, much more work).'),
-    ('recommendation_shrinkage',       '100',      'number',   'build_recommendations: added to the similarity''s denominator; damps pairs of rarely seen posts.'),
-    ('recommendation_min_watch_ratio', '0.5',      'number',   'build_recommendations: a view counts as a positive signal when its watch ratio is at least this.'),
-    ('live_collaborative_history',     '20',       'integer',  'Live collaborative scoring: how many of the viewer''s most recent positive posts are expanded through feed.item_neighbors.')
-) AS d (name, value, kind, description)
+INSERT INTO feed.settings AS s (name, value, default_value, kind, min_value, max_value, description)
+SELECT d.name, d.value, d.value, d.kind, d.min_value, d.max_value, d.description FROM (VALUES
+    ('taste_alpha', '0.1',      'number',   '0', '1',   'Taste vectors: how far one like (weight 1) moves a viewer''s taste toward the post''s embedding; stronger acts move it more (capped at 0.9).'),
+    ('recommendation_ttl', '24 hours', 'interval', '1 minute', '10 years', 'build_recommendations: precomputed recommendations expire after this.'),
+    ('recommendation_neighbors', '100',      'integer',  '1', '10000',  'build_recommendations: item-to-item neighbours kept per post (feed.item_neighbors).'),
+    ('recommendations_per_user', '50',       'integer',  '1', '10000',  'build_recommendations: recommendations kept per viewer (feed.recommendations).'),
+    ('recommendation_history', '50',       'integer',  '1', '100000',  'build_recommendations: a viewer''s most recent positive posts that are expanded into recommendations; older ones are ignored.'),
+    ('recommendation_recency_exponent', '1', 'number', '0', '10',   'build_recommendations and live scoring: the viewer''s r-th most recent positive post (r = 1, 2, ...) weighs r^-exponent when its neighbours are summed (0: every post alike; what a viewer engages with next follows their latest taste).'),
+    ('recommendation_pair_history', '100',      'integer',  '1', '10000',  'build_recommendations: a viewer''s most recent positive posts that count in co-occurrence (pairs cost the square of this; bounds very long histories).'),
+    ('recommendation_history_exponent', '0.75',    'number',   '0', '10',   'build_recommendations: a viewer with n positive posts adds n^-exponent to each co-occurrence (long histories say less about any one pair).'),
+    ('recommendation_popularity_exponent', '0.7',  'number',   '0', '10',   'build_recommendations: sim(i, j) divides by n_j^exponent, n_j = viewers of the neighbour j (0 favours popular posts, 1 removes popularity).'),
+    ('recommendation_min_support', '2',        'integer',  '1', '1000000',  'build_recommendations: two posts are neighbours only when at least this many viewers engaged with both (1 keeps one-off pairs: more reach for rarely seen posts, much more work).'),
+    ('recommendation_shrinkage', '100',      'number',   '0', '1000000000',   'build_recommendations: added to the similarity''s denominator; damps pairs of rarely seen posts.'),
+    ('recommendation_min_watch_ratio', '0.5',      'number',   '0', '1',   'build_recommendations: a view counts as a positive signal when its watch ratio is at least this.'),
+    ('live_collaborative_history', '20',       'integer',  '1', '1000',  'Live collaborative scoring: how many of the viewer''s most recent positive posts are expanded through feed.item_neighbors.')
+) AS d (name, value, kind, min_value, max_value, description)
 ON CONFLICT (name) DO UPDATE
-SET default_value = excluded.default_value, kind = excluded.kind, description = excluded.description
-WHERE (s.default_value, s.kind, s.description) IS DISTINCT FROM (excluded.default_value, excluded.kind, excluded.description);
+SET default_value = excluded.default_value, kind = excluded.kind, min_value = excluded.min_value,
+    max_value = excluded.max_value, description = excluded.description
+WHERE (s.default_value, s.kind, s.min_value, s.max_value, s.description)
+      IS DISTINCT FROM (excluded.default_value, excluded.kind, excluded.min_value, excluded.max_value, excluded.description);
 
 -------------------------------------------------------------------------------
 -- _check_limit: p_limit must be within 1..1000 (22023 otherwise)
@@ -405,9 +407,7 @@ DECLARE
     v_offset integer := 1;
     v_table text;
 BEGIN
-    IF p_lookback IS NULL OR p_lookback <= interval '0' THEN
-        PERFORM feed._bad_argument('p_lookback', format('must be a positive interval, got %s', coalesce(p_lookback::text, 'null')));
-    END IF;
+    PERFORM feed._check_interval('p_lookback', p_lookback, interval '100 years');
     IF p_only_changed IS NULL THEN
         PERFORM feed._bad_argument('p_only_changed', 'must not be null');
     END IF;

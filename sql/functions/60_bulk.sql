@@ -113,16 +113,40 @@ CREATE OR REPLACE AGGREGATE feed._engagement_agg(
 );
 
 -------------------------------------------------------------------------------
+-- _latest_states: every viewer's state of every post (liked, praised,
+-- trophied, saved) as the log defines it: per viewer, post and state, the
+-- value set by the latest call, ordered by (called_at, interaction_id), with
+-- the actions of feed._state_actions() (20_writes.sql). NULL arrays: no
+-- filter on that side. The write path keeps feed.user_post_state equal to it.
+CREATE OR REPLACE FUNCTION feed._latest_states(p_user_ids bigint[], p_post_ids bigint[])
+RETURNS TABLE (user_id bigint, post_id bigint, state text, active boolean, called_at timestamptz,
+               interaction_id bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    SELECT DISTINCT ON (i.user_id, i.post_id, a.state)
+           i.user_id, i.post_id, a.state, a.active, coalesce(i.called_at, i.created_at), i.interaction_id
+    FROM feed.interactions i
+    JOIN feed._state_actions() a ON a.action = i.action
+    WHERE (p_user_ids IS NULL OR i.user_id = ANY (p_user_ids))
+      AND (p_post_ids IS NULL OR i.post_id = ANY (p_post_ids))
+    ORDER BY i.user_id, i.post_id, a.state, coalesce(i.called_at, i.created_at) DESC, i.interaction_id DESC
+$func$;
+
+-------------------------------------------------------------------------------
 -- _rebuild_derived: the rebuild itself. NULL and NULL: everything (derived
 -- tables are truncated and refilled). Otherwise the per-viewer state of
 -- p_user_ids and the counters and scores of p_post_ids. Returns counts.
 --
--- Replay rules (each mirrors one write function; "in order" means ORDER BY
--- created_at, interaction_id):
--- * like_count, user_author_affinity.like_count and
---   user_post_type_affinity.interaction_count are running sums floored at zero
---   after every step; in closed form the final value is S_n - least(0, min S_k)
---   over the prefix sums S_k (a window function, exact in integers).
+-- Replay rules (each mirrors one write function; "in order" means in call
+-- order, ORDER BY coalesce(called_at, created_at), interaction_id: the write
+-- path serialises one viewer's calls with feed._lock_viewer, so that is the
+-- order in which it applied them; the arithmetic uses created_at, as it does):
+-- * like, praise, trophy and save are per-user states (feed._latest_states):
+--   user_post_state holds each viewer's latest call; posts.like_count,
+--   praise_count, trophy_count, save_count, the same counts of
+--   user_author_affinity, and user_post_type_affinity.interaction_count count
+--   the posts in those states.
 -- * watch_ratio_sum is summed in order, as the repeated additions did.
 -- * trending_score: _trending_formula at now() with the operator's weights
 --   for every post whose counters change (as the reflex update does); the
@@ -160,6 +184,20 @@ BEGIN
     v_weights := feed._trending_weights();
 
     ---------------------------------------------------------------------------
+    -- per-user states first: the counters below count them
+    IF v_all THEN
+        TRUNCATE feed.user_post_state;
+    ELSE
+        DELETE FROM feed.user_post_state t WHERE t.user_id = ANY (v_users);
+    END IF;
+    INSERT INTO feed.user_post_state (user_id, post_id, state, active, called_at, interaction_id)
+    SELECT s.user_id, s.post_id, s.state, s.active, s.called_at, s.interaction_id
+    FROM feed._latest_states(CASE WHEN NOT v_all THEN v_users END, NULL) s
+    ORDER BY 1, 2, 3;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    v_result := v_result || jsonb_build_object('user_post_states', v_count);
+
+    ---------------------------------------------------------------------------
     -- posts: engine counters and trending score. The UPDATE sets the score the
     -- posts_rescore trigger would compute, so a full rebuild switches the
     -- trigger off for itself (it costs ~30 us a row: a minute per 2M posts);
@@ -180,23 +218,22 @@ BEGIN
                count(*) FILTER (WHERE i.action = 'view') AS view_count,
                sum(i.value_amount) FILTER (WHERE i.action = 'gift') AS gift_amount,
                sum(i.value_amount) FILTER (WHERE i.action = 'tip') AS tip_amount,
-               count(*) FILTER (WHERE i.action = 'praise') AS praise_count,
-               count(*) FILTER (WHERE i.action = 'trophy') AS trophy_count,
-               count(*) FILTER (WHERE i.action = 'save') AS save_count,
                count(*) FILTER (WHERE i.action = 'report') AS report_count,
                count(*) FILTER (WHERE i.action = 'view' AND i.watch_ratio IS NOT NULL) AS watch_count
         FROM feed.interactions i
         WHERE v_all OR i.post_id = ANY (v_posts)
         GROUP BY i.post_id
-    ), likes AS (
-        SELECT l.post_id, sum(l.delta) - least(0, min(l.running)) AS like_count
-        FROM (SELECT i.post_id, CASE i.action WHEN 'like' THEN 1 ELSE -1 END AS delta,
-                     sum(CASE i.action WHEN 'like' THEN 1 ELSE -1 END)
-                         OVER (PARTITION BY i.post_id ORDER BY i.created_at, i.interaction_id
-                               ROWS UNBOUNDED PRECEDING) AS running
-              FROM feed.interactions i
-              WHERE i.action IN ('like', 'unlike') AND (v_all OR i.post_id = ANY (v_posts))) l
-        GROUP BY l.post_id
+    ), states AS (
+        -- every post's viewers in each state: the table just rebuilt, or the log for some posts
+        SELECT t.post_id,
+               count(*) FILTER (WHERE t.state = 'liked' AND t.active) AS like_count,
+               count(*) FILTER (WHERE t.state = 'praised' AND t.active) AS praise_count,
+               count(*) FILTER (WHERE t.state = 'trophied' AND t.active) AS trophy_count,
+               count(*) FILTER (WHERE t.state = 'saved' AND t.active) AS save_count
+        FROM (SELECT u.post_id, u.state, u.active FROM feed.user_post_state u WHERE v_all
+              UNION ALL
+              SELECT l.post_id, l.state, l.active FROM feed._latest_states(NULL, v_posts) l WHERE NOT v_all) t
+        GROUP BY t.post_id
     ), watched AS (
         SELECT i.post_id, sum(i.watch_ratio ORDER BY i.created_at, i.interaction_id) AS watch_ratio_sum
         FROM feed.interactions i
@@ -207,12 +244,12 @@ BEGIN
                coalesce(l.like_count, 0) AS like_count, coalesce(c.comment_count, 0) AS comment_count,
                coalesce(c.share_count, 0) AS share_count, coalesce(c.view_count, 0) AS view_count,
                coalesce(c.gift_amount, 0) AS gift_amount, coalesce(c.tip_amount, 0) AS tip_amount,
-               coalesce(c.praise_count, 0) AS praise_count, coalesce(c.trophy_count, 0) AS trophy_count,
-               coalesce(c.save_count, 0) AS save_count, coalesce(c.report_count, 0) AS report_count,
+               coalesce(l.praise_count, 0) AS praise_count, coalesce(l.trophy_count, 0) AS trophy_count,
+               coalesce(l.save_count, 0) AS save_count, coalesce(c.report_count, 0) AS report_count,
                coalesce(c.watch_count, 0) AS watch_count, coalesce(r.watch_ratio_sum, 0) AS watch_ratio_sum
         FROM feed.posts p
         LEFT JOIN counts c ON c.post_id = p.post_id
-        LEFT JOIN likes l ON l.post_id = p.post_id
+        LEFT JOIN states l ON l.post_id = p.post_id
         LEFT JOIN watched r ON r.post_id = p.post_id
         WHERE v_all OR p.post_id = ANY (v_posts)
     )
@@ -266,36 +303,35 @@ BEGIN
     GET DIAGNOSTICS v_count = ROW_COUNT;
     v_result := v_result || jsonb_build_object('seen_posts', v_count);
 
-    -- hidden_posts: the first negative action wins
+    -- hidden_posts: the first negative action wins (in call order)
     INSERT INTO feed.hidden_posts (user_id, post_id, reason, created_at)
     SELECT DISTINCT ON (i.user_id, i.post_id) i.user_id, i.post_id, i.action, i.created_at
     FROM feed.interactions i
     WHERE i.action IN ('not_interested', 'dislike', 'report') AND (v_all OR i.user_id = ANY (v_users))
-    ORDER BY i.user_id, i.post_id, i.created_at, i.interaction_id;
+    ORDER BY i.user_id, i.post_id, coalesce(i.called_at, i.created_at), i.interaction_id;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     v_result := v_result || jsonb_build_object('hidden_posts', v_count);
 
-    -- user_author_affinity: counts by kind; likes floored at zero in order
+    -- user_author_affinity: the author's posts in each state; other kinds counted
     WITH ev AS NOT MATERIALIZED (
         SELECT i.user_id, p.author_id, i.action, i.created_at, i.interaction_id
         FROM feed.interactions i
         JOIN feed.posts p ON p.post_id = i.post_id
         WHERE p.author_id <> i.user_id AND (v_all OR i.user_id = ANY (v_users))
-    ), likes AS (
-        SELECT l.user_id, l.author_id, sum(l.delta) - least(0, min(l.running)) AS like_count
-        FROM (SELECT e.user_id, e.author_id, CASE e.action WHEN 'like' THEN 1 ELSE -1 END AS delta,
-                     sum(CASE e.action WHEN 'like' THEN 1 ELSE -1 END)
-                         OVER (PARTITION BY e.user_id, e.author_id ORDER BY e.created_at, e.interaction_id
-                               ROWS UNBOUNDED PRECEDING) AS running
-              FROM ev e WHERE e.action IN ('like', 'unlike')) l
-        GROUP BY l.user_id, l.author_id
+    ), states AS (
+        SELECT t.user_id, p.author_id,
+               count(*) FILTER (WHERE t.state = 'liked') AS like_count,
+               count(*) FILTER (WHERE t.state = 'praised') AS praise_count,
+               count(*) FILTER (WHERE t.state = 'trophied') AS trophy_count,
+               count(*) FILTER (WHERE t.state = 'saved') AS save_count
+        FROM feed.user_post_state t
+        JOIN feed.posts p ON p.post_id = t.post_id
+        WHERE t.active AND p.author_id <> t.user_id AND (v_all OR t.user_id = ANY (v_users))
+        GROUP BY t.user_id, p.author_id
     ), counts AS (
         SELECT e.user_id, e.author_id,
-               count(*) FILTER (WHERE e.action = 'praise') AS praise_count,
-               count(*) FILTER (WHERE e.action = 'trophy') AS trophy_count,
                count(*) FILTER (WHERE e.action = 'comment') AS comment_count,
                count(*) FILTER (WHERE e.action = 'share') AS share_count,
-               count(*) FILTER (WHERE e.action = 'save') AS save_count,
                count(*) FILTER (WHERE e.action = 'gift') AS gift_count,
                count(*) FILTER (WHERE e.action = 'tip') AS tip_count,
                count(*) FILTER (WHERE e.action = 'view') AS view_count,
@@ -308,29 +344,30 @@ BEGIN
     INSERT INTO feed.user_author_affinity (
         user_id, author_id, like_count, praise_count, trophy_count, comment_count, share_count,
         save_count, gift_count, tip_count, view_count, negative_count, last_positive_at)
-    SELECT c.user_id, c.author_id, coalesce(l.like_count, 0), c.praise_count, c.trophy_count, c.comment_count,
-           c.share_count, c.save_count, c.gift_count, c.tip_count, c.view_count, c.negative_count,
-           c.last_positive_at
+    SELECT c.user_id, c.author_id, coalesce(t.like_count, 0), coalesce(t.praise_count, 0),
+           coalesce(t.trophy_count, 0), c.comment_count, c.share_count, coalesce(t.save_count, 0), c.gift_count,
+           c.tip_count, c.view_count, c.negative_count, c.last_positive_at
     FROM counts c
-    LEFT JOIN likes l ON l.user_id = c.user_id AND l.author_id = c.author_id
+    LEFT JOIN states t ON t.user_id = c.user_id AND t.author_id = c.author_id
     ORDER BY c.user_id, c.author_id;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     v_result := v_result || jsonb_build_object('author_affinities', v_count);
 
-    -- user_post_type_affinity: hearts, praise and trophies, minus unlikes,
-    -- floored at zero in order; a row exists once there was a positive one
+    -- user_post_type_affinity: posts of the type the viewer likes, praised or
+    -- gave a trophy (states); a row exists once there was such an action
     INSERT INTO feed.user_post_type_affinity (user_id, post_type, interaction_count, last_interaction_at)
-    SELECT t.user_id, t.post_type, sum(t.delta) - least(0, min(t.running)),
-           max(t.created_at) FILTER (WHERE t.delta > 0)
-    FROM (SELECT i.user_id, p.post_type, i.created_at, CASE i.action WHEN 'unlike' THEN -1 ELSE 1 END AS delta,
-                 sum(CASE i.action WHEN 'unlike' THEN -1 ELSE 1 END)
-                     OVER (PARTITION BY i.user_id, p.post_type ORDER BY i.created_at, i.interaction_id
-                           ROWS UNBOUNDED PRECEDING) AS running
+    SELECT e.user_id, e.post_type, coalesce(t.interaction_count, 0), e.last_interaction_at
+    FROM (SELECT i.user_id, p.post_type, max(i.created_at) AS last_interaction_at
           FROM feed.interactions i
           JOIN feed.posts p ON p.post_id = i.post_id
-          WHERE i.action IN ('like', 'praise', 'trophy', 'unlike') AND (v_all OR i.user_id = ANY (v_users))) t
-    GROUP BY t.user_id, t.post_type
-    HAVING bool_or(t.delta > 0);
+          WHERE i.action IN ('like', 'praise', 'trophy') AND (v_all OR i.user_id = ANY (v_users))
+          GROUP BY i.user_id, p.post_type) e
+    LEFT JOIN (SELECT u.user_id, p.post_type, count(*) AS interaction_count
+               FROM feed.user_post_state u
+               JOIN feed.posts p ON p.post_id = u.post_id
+               WHERE u.active AND u.state IN ('liked', 'praised', 'trophied') AND (v_all OR u.user_id = ANY (v_users))
+               GROUP BY u.user_id, p.post_type) t ON t.user_id = e.user_id AND t.post_type = e.post_type
+    ORDER BY 1, 2;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     v_result := v_result || jsonb_build_object('post_type_affinities', v_count);
 
@@ -338,7 +375,7 @@ BEGIN
     INSERT INTO feed.user_category_affinity (user_id, category, affinity, updated_at)
     SELECT (a.s).user_id, (a.s).category, (a.s).affinity, (a.s).updated_at
     FROM (SELECT feed._category_affinity_agg(i.user_id, p.category, g.signal, i.created_at, v_half_life
-                                             ORDER BY i.created_at, i.interaction_id) AS s
+                                             ORDER BY coalesce(i.called_at, i.created_at), i.interaction_id) AS s
           FROM feed.interactions i
           JOIN feed.posts p ON p.post_id = i.post_id
           JOIN (SELECT a.action, feed._category_signal(a.action) AS signal
@@ -393,7 +430,8 @@ BEGIN
         FROM chained c
         GROUP BY c.user_id, c.post_id, c.created_at, c.watch_no
     ), observations AS (
-        SELECT i.user_id, i.interaction_id, i.created_at, i.action = 'like' AS liked,
+        SELECT i.user_id, i.interaction_id, i.created_at, coalesce(i.called_at, i.created_at) AS called_at,
+               i.action = 'like' AS liked,
                i.action = 'comment' AS commented, i.action = 'share' AS shared,
                NULL::double precision AS watch_ratio
         FROM feed.interactions i
@@ -402,7 +440,8 @@ BEGIN
           AND NOT EXISTS (SELECT 1 FROM chained c
                           WHERE c.interaction_id = i.interaction_id AND c.in_watch AND c.pos > 1)
         UNION ALL
-        SELECT v.user_id, v.interaction_id, v.created_at, coalesce(f.liked, false), coalesce(f.commented, false),
+        SELECT v.user_id, v.interaction_id, v.created_at, coalesce(v.called_at, v.created_at),
+               coalesce(f.liked, false), coalesce(f.commented, false),
                coalesce(f.shared, false), v.watch_ratio
         FROM feed.interactions v
         LEFT JOIN flags f ON f.view_id = v.interaction_id
@@ -413,7 +452,7 @@ BEGIN
     SELECT (a.s).user_id, (a.s).like_rate, (a.s).comment_rate, (a.s).share_rate, (a.s).watch_ratio,
            (a.s).observations, (a.s).watches, (a.s).updated_at
     FROM (SELECT feed._engagement_agg(o.user_id, o.liked, o.commented, o.shared, o.watch_ratio, o.created_at,
-                                      v_alpha ORDER BY o.created_at, o.interaction_id) AS s
+                                      v_alpha ORDER BY o.called_at, o.interaction_id) AS s
           FROM observations o
           GROUP BY o.user_id) a
     ORDER BY 1;
@@ -468,6 +507,54 @@ BEGIN
     RETURN feed._rebuild_derived(
         ARRAY(SELECT DISTINCT u FROM unnest(p_user_ids) AS u ORDER BY 1),
         ARRAY(SELECT DISTINCT p FROM unnest(p_post_ids) AS p ORDER BY 1));
+END
+$func$;
+
+-------------------------------------------------------------------------------
+-- rebuild_counters: recompute every engine-maintained column and signal from
+-- the logs (contract §3.3: after a restore, a repair, or an upgrade that
+-- changed what a counter means) and report what changed, as counts: posts
+-- whose counters changed, and per derived table the rows added, removed or
+-- changed (by key). Takes the rebuild's locks: run it off-peak.
+CREATE OR REPLACE FUNCTION feed.rebuild_counters()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $func$
+DECLARE
+    -- each derived table and its key
+    v_tables constant text[][] := ARRAY[
+        ['user_post_state', 'user_id, post_id, state'], ['seen_posts', 'user_id, post_id'],
+        ['hidden_posts', 'user_id, post_id'], ['user_author_affinity', 'user_id, author_id'],
+        ['user_post_type_affinity', 'user_id, post_type'], ['user_category_affinity', 'user_id, category'],
+        ['user_signals', 'user_id'], ['user_taste', 'user_id']];
+    v_changes jsonb := '{}';
+    v_rebuild jsonb;
+    v_count bigint;
+    i integer;
+BEGIN
+    FOR i IN 1 .. array_length(v_tables, 1) LOOP
+        CONTINUE WHEN to_regclass('feed.' || v_tables[i][1]) IS NULL;
+        EXECUTE format('DROP TABLE IF EXISTS pg_temp.%I', '_rc_' || v_tables[i][1]);
+        EXECUTE format('CREATE TEMP TABLE %I ON COMMIT DROP AS SELECT * FROM feed.%I',
+                       '_rc_' || v_tables[i][1], v_tables[i][1]);
+    END LOOP;
+
+    v_rebuild := feed._rebuild_derived_state();
+
+    FOR i IN 1 .. array_length(v_tables, 1) LOOP
+        CONTINUE WHEN to_regclass('feed.' || v_tables[i][1]) IS NULL;
+        -- a key counts once whether its row was added, removed or changed
+        EXECUTE format(
+            'SELECT count(*) FROM (SELECT %1$s FROM (TABLE pg_temp.%2$I EXCEPT ALL TABLE feed.%3$I) d'
+            ' UNION SELECT %1$s FROM (TABLE feed.%3$I EXCEPT ALL TABLE pg_temp.%2$I) e) k',
+            v_tables[i][2], '_rc_' || v_tables[i][1], v_tables[i][1])
+        INTO v_count;
+        v_changes := v_changes || jsonb_build_object(v_tables[i][1], v_count);
+        EXECUTE format('DROP TABLE pg_temp.%I', '_rc_' || v_tables[i][1]);
+    END LOOP;
+    RETURN jsonb_build_object('posts', coalesce((v_rebuild ->> 'posts_updated')::bigint, 0)) || v_changes;
 END
 $func$;
 

@@ -74,7 +74,8 @@ GRANT EXECUTE ON FUNCTION
     feed.refresh_trending_scores(interval),
     feed.build_recommendations(interval),
     feed.build_recommendations(interval, boolean),
-    feed.run_maintenance()
+    feed.run_maintenance(),
+    feed.rebuild_counters()
 TO pgfeed_admin;
 
 -------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ codes, --json, progress) is in cli_common.py and documented in docs/cli.md:
     cli_server.py   migrate, status, server start|stop|status|url
     cli_feed.py     feed, explain, similar
     cli_jobs.py     heartbeat, maintenance, recs build
+    cli_rebuild.py  rebuild-counters
     cli_data.py     seed, import
     cli_config.py   settings list|get|set|reset, profiles list|show|set|reset
     cli_health.py   doctor
@@ -44,7 +45,7 @@ from .cli_common import (  # noqa: F401 - re-exported: tests and other modules i
     progress_bar,
     spinner,
 )
-from . import cli_config, cli_data, cli_feed, cli_health, cli_jobs, cli_schedule, cli_server, cli_tour
+from . import cli_config, cli_data, cli_feed, cli_health, cli_jobs, cli_rebuild, cli_schedule, cli_server, cli_tour
 from .cli_feed import fetch_page, page_table, top_reasons  # noqa: F401 - used by demo.py
 
 __all__ = [  # what other modules and the tests import from here
@@ -82,6 +83,7 @@ cli.add_command(cli_feed.similar)
 cli.add_command(cli_jobs.heartbeat)
 cli.add_command(cli_jobs.maintenance)
 cli.add_command(cli_jobs.recs)
+cli.add_command(cli_rebuild.rebuild_counters)
 cli.add_command(cli_data.seed)
 cli.add_command(cli_data.import_)
 cli.add_command(cli_config.settings)

@@ -28,22 +28,24 @@ def settings():
 @dsn_options
 @json_option
 def settings_list(dsn, data_dir, as_json):
-    """List every setting with its value and default.
+    """List every setting with its value, default, type and valid range.
 
     \b
     Example:
         pgfeed settings list
     """
     with Context(dsn, data_dir).connect() as conn:
-        rows = conn.execute("SELECT name, value, default_value, kind, description FROM feed.settings"
-                            " ORDER BY name").fetchall()
+        rows = conn.execute("SELECT name, value, default_value, kind, min_value, max_value, description"
+                            " FROM feed.settings ORDER BY name").fetchall()
     if as_json:
-        echo_json([dict(zip(("name", "value", "default", "kind", "description"), r)) for r in rows])
+        echo_json([dict(zip(("name", "value", "default", "kind", "min", "max", "description"), r)) for r in rows])
         return
-    table = plain_table("name", "value", "default", "description")
-    for name, value, default, _kind, description in rows:
+    table = plain_table("name", "value", "default", "type", "range", "description")
+    for name, value, default, kind, low, high, description in rows:
+        valid = (f"{low if low is not None else '0'} .. {high if high is not None else 'any'}"
+                 + (" chars" if kind == "text" else ""))
         table.add_row(esc(name), esc(value) if value == default else f"[bold]{esc(value)}[/bold]", esc(default),
-                      esc(description))
+                      esc(kind), esc(valid), esc(description))
     console().print(table)
 
 
