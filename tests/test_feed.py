@@ -323,8 +323,9 @@ def test_profiles_change_with_an_update(db):
 
 def test_explain_score_matches_the_feed_and_names_exclusions(db):
     world(db, 30)
-    rows = page(db, 1, 3)
-    explained = db.execute("SELECT feed.explain_score(1, %s)", [rows[0][1]]).fetchone()[0]
+    with db.transaction():   # one now() for both
+        rows = page(db, 1, 3)
+        explained = db.execute("SELECT feed.explain_score(1, %s)", [rows[0][1]]).fetchone()[0]
     assert explained["eligible"] is True and explained["excluded_because"] == []
     assert explained["base_score"] == pytest.approx(rows[0][6]["base_score"], rel=1e-6)
     assert explained["components"] == pytest.approx(rows[0][6]["components"], abs=1e-5)

@@ -108,7 +108,9 @@ SELECT d.name, d.value, d.value, d.kind, d.description FROM (VALUES
     ('heartbeat_batch_size',     '5000',       'integer',  'Posts per heartbeat batch (rows locked at once).'),
     ('maintenance_batch_size',   '50000',      'integer',  'At most this many old impressions/sightings pruned per maintenance run.'),
     ('rising_window',            '1 hour',     'interval', 'The rising source offers posts created within this window (seed 000: the last hour).'),
-    ('viewer_claim',             'sub',        'text',     'The JWT claim (in request.jwt.claims, as PostgREST and Supabase set it) that names the viewer: an integer is the user id, any other value is looked up in feed.user_identities.')
+    ('viewer_claim',             'sub',        'text',     'The JWT claim (in request.jwt.claims, as PostgREST and Supabase set it) that names the viewer: an integer is the user id, any other value is looked up in feed.user_identities.'),
+    ('max_category_share',       '0.5',        'number',   'At most floor(this x page size) rows of a page (at least 1) are of one category while candidates of other categories exist.'),
+    ('personalization_enabled',  'true',       'text',     'When false, every known viewer gets the trending mode unless p_context names a mode (anonymous viewers are unchanged).')
 ) AS d (name, value, kind, description)
 ON CONFLICT (name) DO UPDATE
 SET default_value = excluded.default_value, kind = excluded.kind, description = excluded.description

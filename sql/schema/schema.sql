@@ -427,3 +427,9 @@ COMMENT ON TABLE feed.user_identities IS
     'JWT subjects (e.g. Supabase UUIDs) of end users, mapped to pgfeed user ids; written by the host.';
 -- every identity of a user (when the host deletes or merges a user)
 CREATE INDEX user_identities_user_idx ON feed.user_identities (user_id);
+
+-------------------------------------------------------------------------------
+-- uniform random draws (random mode, exploration): a post's place in this
+-- index is a hash of its id, unrelated to the id's size, the row's place in
+-- the table or gaps between ids
+CREATE INDEX posts_random_key_idx ON feed.posts (pg_catalog.hashint8(post_id));
