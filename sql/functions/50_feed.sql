@@ -657,9 +657,11 @@ $func$;
 -- _pick: which candidates make a page: p_want of them, in preference order
 -- (the arrays' order), keeping at most p_author_cap rows per author and
 -- p_category_cap rows per category while other candidates allow it. Rows
--- already on the page (p_fixed_*) count against the caps. Four passes: both
--- caps, then the author cap relaxed, then the category cap relaxed, then
--- none. Returns the picked positions, ascending.
+-- already on the page (p_fixed_*) count against the caps. Passes: both caps;
+-- the author cap relaxed; then, when the candidates within the category cap
+-- run out, the category cap raised one row at a time (so the excess spreads
+-- over the categories instead of flooding one), author cap first kept, then
+-- relaxed. Returns the picked positions, ascending.
 CREATE OR REPLACE FUNCTION feed._pick(
     p_authors bigint[], p_categories text[], p_fixed_authors bigint[], p_fixed_categories text[],
     p_want integer, p_author_cap integer, p_category_cap integer)
@@ -676,8 +678,10 @@ DECLARE
     v_result integer[] := '{}';
     v_a integer;
     v_c integer;
+    v_category_cap integer := p_category_cap;
+    v_author_relaxed boolean;
     i integer;
-    v_pass integer;
+    v_pass integer := 0;
 BEGIN
     FOR i IN 1 .. coalesce(cardinality(p_fixed_authors), 0) LOOP
         v_by_author := v_by_author || jsonb_build_object(p_fixed_authors[i]::text,
@@ -685,14 +689,18 @@ BEGIN
         v_by_category := v_by_category || jsonb_build_object(p_fixed_categories[i],
                            coalesce((v_by_category ->> p_fixed_categories[i])::integer, 0) + 1);
     END LOOP;
-    FOR v_pass IN 1 .. 4 LOOP
-        EXIT WHEN v_count >= p_want;
+    WHILE v_count < least(p_want, v_n) LOOP
+        v_pass := v_pass + 1;
+        -- odd passes keep the author cap, even ones relax it; every two
+        -- passes after the first two raise the category cap by one
+        v_author_relaxed := v_pass % 2 = 0;
+        v_category_cap := p_category_cap + greatest((v_pass - 1) / 2, 0);
         FOR i IN 1 .. v_n LOOP
             EXIT WHEN v_count >= p_want;
             CONTINUE WHEN v_taken[i];
             v_a := coalesce((v_by_author ->> p_authors[i]::text)::integer, 0);
             v_c := coalesce((v_by_category ->> p_categories[i])::integer, 0);
-            IF (v_pass IN (2, 4) OR v_a < p_author_cap) AND (v_pass >= 3 OR v_c < p_category_cap) THEN
+            IF (v_author_relaxed OR v_a < p_author_cap) AND v_c < v_category_cap THEN
                 v_taken[i] := true;
                 v_count := v_count + 1;
                 v_result := v_result || i;
@@ -844,7 +852,14 @@ BEGIN
         FROM feed._feed_candidates(p_user_id, v_session.session_id, v_session.seed, v_page_no, v_session.mode,
                                    v_viewer, v_context, v_limit, v_level = 2, false, v_now) c;
         v_unseen := coalesce(cardinality(v_ids), 0);
-        EXIT WHEN v_unseen >= v_want OR v_level = 2;
+        -- enough, and (from the first step, while one more step may find
+        -- them) enough categories for the page to keep max_category_share
+        EXIT WHEN v_level = 2
+               OR (v_unseen >= v_want
+                   AND (v_level >= 1 OR jsonb_array_length(coalesce(v_context -> 'categories', '[]')) = 1
+                        OR (SELECT sum(least(n.c, v_category_cap)) FROM (
+                                SELECT count(*) AS c FROM unnest(v_categories) AS u(category) GROUP BY u.category) n)
+                           >= p_page_size));
         v_level := v_level + 1;
         v_limit := CASE WHEN v_level = 1 THEN v_limit * 8 ELSE v_want + p_page_size END;
     END LOOP;
