@@ -227,8 +227,8 @@ DROP FUNCTION IF EXISTS feed._feed_candidates(bigint, uuid, bigint, integer, tex
 CREATE OR REPLACE FUNCTION feed._feed_candidates(
     p_user_id bigint, p_session_id uuid, p_seed bigint, p_page_no integer, p_mode text,
     p_viewer jsonb, p_context jsonb, p_limit integer, p_scan boolean, p_repeats boolean, p_now timestamptz)
-RETURNS TABLE (post_id bigint, author_id bigint, category text, source text, collab double precision,
-               last_seen_at timestamptz, sort_key double precision)
+RETURNS TABLE (post_id bigint, author_id bigint, category text, created_at timestamptz, source text,
+               collab double precision, last_seen_at timestamptz, sort_key double precision)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $func$
@@ -406,7 +406,7 @@ BEGIN
         FROM sourced c
         ORDER BY c.post_id, c.priority, c.collab DESC NULLS LAST
     )
-    SELECT c.post_id, p.author_id, p.category, c.source, c.collab, s.last_seen_at,
+    SELECT c.post_id, p.author_id, p.category, p.created_at, c.source, c.collab, s.last_seen_at,
            CASE WHEN p_repeats THEN extract(epoch FROM s.last_seen_at)
                 WHEN p_mode = 'chronological' THEN -extract(epoch FROM p.created_at)
                 WHEN p_mode = 'random' THEN feed._uniform(p_seed, c.post_id)
@@ -433,7 +433,7 @@ BEGIN
       AND NOT EXISTS (SELECT 1 FROM feed.hidden_posts h WHERE h.user_id = p_user_id AND h.post_id = c.post_id)
       AND (s.post_id IS NOT NULL) = p_repeats
     -- at the bottom of the ladder the bounded sources' finds come first, then the scan's
-    ORDER BY c.priority >= 9, 7, 1
+    ORDER BY c.priority >= 9, 8, 1
     LIMIT CASE WHEN p_scan THEN p_limit END;
 END
 $func$;
@@ -741,6 +741,7 @@ DECLARE
     v_ids bigint[];
     v_authors bigint[];
     v_categories text[];
+    v_created timestamptz[];
     v_sources text[];
     v_collab double precision[];
     v_unseen integer;
@@ -846,9 +847,9 @@ BEGIN
     v_limit := greatest(2 * p_page_size, 24);
     LOOP
         SELECT array_agg(c.post_id ORDER BY c.sort_key, c.post_id), array_agg(c.author_id ORDER BY c.sort_key, c.post_id),
-               array_agg(c.category ORDER BY c.sort_key, c.post_id), array_agg(c.source ORDER BY c.sort_key, c.post_id),
-               array_agg(c.collab ORDER BY c.sort_key, c.post_id)
-        INTO v_ids, v_authors, v_categories, v_sources, v_collab
+               array_agg(c.category ORDER BY c.sort_key, c.post_id), array_agg(c.created_at ORDER BY c.sort_key, c.post_id),
+               array_agg(c.source ORDER BY c.sort_key, c.post_id), array_agg(c.collab ORDER BY c.sort_key, c.post_id)
+        INTO v_ids, v_authors, v_categories, v_created, v_sources, v_collab
         FROM feed._feed_candidates(p_user_id, v_session.session_id, v_session.seed, v_page_no, v_session.mode,
                                    v_viewer, v_context, v_limit, v_level = 2, false, v_now) c;
         v_unseen := coalesce(cardinality(v_ids), 0);
@@ -895,9 +896,7 @@ BEGIN
                    row_number() OVER (PARTITION BY s.author_id ORDER BY s.score DESC, s.post_id) - 1 AS k
             FROM feed._score_posts(p_user_id, v_viewer, v_profile.name, v_context, v_ids, v_sources, v_collab,
                                    v_now) s
-            JOIN (SELECT u.post_id, u.category, p.created_at
-                  FROM unnest(v_ids, v_categories) AS u(post_id, category)
-                  JOIN feed.posts p ON p.post_id = u.post_id) cat ON cat.post_id = s.post_id
+            JOIN unnest(v_ids, v_categories, v_created) AS cat(post_id, category, created_at) ON cat.post_id = s.post_id
         ), discounted AS (
             -- the k-th post of an author on a page is worth 0.75 * 0.5^k + 0.25 of its score
             SELECT d.*, 0.75 * power(0.5::double precision, d.k) + 0.25 AS diversity,
@@ -925,11 +924,14 @@ BEGIN
             SELECT d.*, CASE WHEN d.priority = 0 THEN 'explore' ELSE d.source END AS shown_source,
                    row_number() OVER (ORDER BY d.priority, d.score * d.diversity DESC, d.post_id) AS ord
             FROM prioritized d
+        ), chosen AS (
+            -- one call of _pick for the page (in FROM: never once per row)
+            SELECT x.ord FROM (SELECT array_agg(o.author_id ORDER BY o.ord) AS authors,
+                                      array_agg(o.category ORDER BY o.ord) AS categories FROM ordered o) a
+            CROSS JOIN LATERAL unnest(feed._pick(a.authors, a.categories, NULL, NULL, v_fresh, v_cap, v_category_cap))
+                AS x(ord)
         ), picked AS (
-            SELECT o.* FROM ordered o
-            WHERE o.ord = ANY (feed._pick((SELECT array_agg(x.author_id ORDER BY x.ord) FROM ordered x),
-                                          (SELECT array_agg(x.category ORDER BY x.ord) FROM ordered x),
-                                          NULL, NULL, v_fresh, v_cap, v_category_cap))
+            SELECT o.* FROM ordered o JOIN chosen c ON c.ord = o.ord
         ), ranked AS (
             SELECT p.*, row_number() OVER (ORDER BY p.score * p.diversity DESC, p.post_id) AS q FROM picked p
         )
