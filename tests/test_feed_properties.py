@@ -317,3 +317,64 @@ def test_one_prolific_author_gets_at_most_two_slots_while_others_exist(db):
     assert sum(row[2] == 50 for row in page) == 4, "with only 8 other posts, the cap gives way to fill the page"
     diversity = sorted((row[6]["multipliers"]["author_diversity"] for row in page if row[2] == 50), reverse=True)
     assert diversity == [1.0, 0.625, 0.4375, 0.34375]
+
+
+@st.composite
+def changes(draw):
+    """What may happen between serving a page and retrying its cursor."""
+    return draw(st.lists(st.one_of(
+        st.tuples(st.just("delete"), st.integers(1, 30)),
+        st.tuples(st.just("remove"), st.integers(1, 30)),
+        st.tuples(st.just("hide"), st.integers(1, 30)),
+        st.tuples(st.just("block"), st.sampled_from(USERS + [50, 51])),
+        st.tuples(st.just("blocked_by"), st.sampled_from(USERS + [50, 51])),
+        st.tuples(st.just("mute_author"), st.sampled_from(USERS + [50, 51])),
+        st.tuples(st.just("mute_category"), st.sampled_from(CATEGORIES)),
+        st.tuples(st.just("like"), st.integers(1, 30)),      # harmless: stays
+    ), max_size=4))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(world=worlds(), size=st.sampled_from([2, 5, 12]),
+       mode=st.sampled_from(["personalized", "trending", "chronological", "random"]), happened=changes())
+def test_a_retried_page_is_the_page_as_served_minus_what_became_never_shown(db, world, size, mode, happened):
+    """§4.13 on random small worlds."""
+    load(db, world)
+    viewer = 1
+    first = fetch_page(db, viewer, size, None, {"mode": mode})
+    if not first:
+        return
+    second = fetch_page(db, viewer, size, first[0][7], {})
+    posts = {p.post_id: p for p in world.posts}
+    for kind, target in happened:
+        if kind in ("delete", "remove", "hide", "like") and target not in posts:
+            continue
+        if kind == "delete":
+            db.execute("UPDATE feed.posts SET is_deleted = true WHERE post_id = %s", [target])
+            posts[target].is_deleted = True
+        elif kind == "remove":
+            db.execute("UPDATE feed.posts SET visibility = 'removed' WHERE post_id = %s", [target])
+            posts[target].visibility = "removed"
+        elif kind == "hide":
+            db.execute("SELECT feed.record_interaction(%s, %s, 'not_interested')", [viewer, target])
+            world.hidden.setdefault(viewer, set()).add(target)
+        elif kind == "like":
+            db.execute("SELECT feed.record_interaction(%s, %s, 'like')", [viewer, target])
+        elif kind in ("block", "blocked_by") and target != viewer:
+            pair = (viewer, target) if kind == "block" else (target, viewer)
+            db.execute("INSERT INTO feed.blocks VALUES (%s, %s) ON CONFLICT DO NOTHING", list(pair))
+            world.blocks.add(pair)
+        elif kind == "mute_author":
+            db.execute("UPDATE feed.user_preferences SET muted_authors = array_append(muted_authors, %s::bigint)"
+                       " WHERE user_id = %s", [target, viewer])
+            world.muted_authors.setdefault(viewer, []).append(target)
+        elif kind == "mute_category":
+            db.execute("UPDATE feed.user_preferences SET muted_categories = array_append(muted_categories, %s::text)"
+                       " WHERE user_id = %s", [target, viewer])
+            world.muted_categories.setdefault(viewer, []).append(target)
+    replay = fetch_page(db, viewer, size, first[0][7], {})
+    expected = [row for row in second if eligible(world, viewer, posts[row[1]])]
+    assert [row[1] for row in replay] == [row[1] for row in expected], happened
+    assert [row[0] for row in replay] == list(range(1, len(replay) + 1))
+    assert [row[2:7] for row in replay] == [row[2:7] for row in expected]
