@@ -157,8 +157,11 @@ def test_post_type_preference_counts_hearts_praise_trophies(db):
 
 def test_category_affinity_decays_then_moves(db):
     add_post(db, 1, category="jazz")
-    db.execute("INSERT INTO feed.user_category_affinity VALUES (7, 'jazz', 0.8, now() - interval '14 days')")
+    # one transaction, so that no wall-clock time passes between the statements
+    # (the half-life is 14 days: a few milliseconds between statements would
+    # already move the value by about 1e-9)
     with db.transaction():
+        db.execute("INSERT INTO feed.user_category_affinity VALUES (7, 'jazz', 0.8, now() - interval '14 days')")
         interact(db, 7, 1, "like")
         value = db.execute("SELECT affinity FROM feed.user_category_affinity WHERE user_id = 7").fetchone()[0]
     assert value == pytest.approx(0.8 * 0.5 + 0.10, abs=1e-9)
