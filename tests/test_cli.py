@@ -95,7 +95,7 @@ def test_settings_roundtrip_and_validation(db, db_dsn):
 
 def test_profiles_list_show_set_reset(db, db_dsn):
     names = {p["name"] for p in json.loads(run("profiles", "list", "--dsn", db_dsn, "--json").output)}
-    assert names == {"default", "social", "blingram", "hybrid", "relevance"}
+    assert names == {"default", "default_plus", "social", "blingram", "hybrid", "relevance"}
     assert json.loads(run("profiles", "show", "social", "--dsn", db_dsn).output)["weights"]["social_tie"] == 0.25
     assert run("profiles", "set", "default", "--weight", "recency=0.5", "--weight", "novelty=0",
                "--dsn", db_dsn).exit_code == 0

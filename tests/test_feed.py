@@ -221,13 +221,13 @@ def test_exploration_takes_epsilon_of_the_slots(db, epsilon, expected):
 
 
 # ---------------------------------------------------------------------------
-# profiles reproduce their seeds
+# profiles reproduce their formulas
 
 def components(row):
     return row[6]["components"]
 
 
-def test_social_profile_is_seed_001(db):
+def test_social_profile_formula(db):
     add_post(db, 1, author_id=50, post_type="image", age="6 hours", like_count=10, comment_count=20,
              praise_count=5, trophy_count=2, collective_id=7)
     add_post(db, 2, author_id=60, post_type="novel", age="30 hours", like_count=100)
@@ -284,7 +284,7 @@ def test_default_profile_weights(db):
     assert row[6]["base_score"] == pytest.approx(sum(weights[k] * v for k, v in c.items()), abs=1e-5)
 
 
-def test_hybrid_profile_is_seed_003(db):
+def test_hybrid_profile_formula(db):
     db.execute("UPDATE feed.settings SET value = '0' WHERE name = 'epsilon'")  # no seeded exploration slot
     vec = lambda *xs: "[" + ",".join(str(x) for x in xs + (0,) * (384 - len(xs))) + "]"  # noqa: E731
     add_post(db, 1, author_id=50, age="24 hours", like_count=10, embedding=vec(1, 0))

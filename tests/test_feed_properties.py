@@ -152,52 +152,102 @@ def fetch_page(db, viewer, size, cursor, context):
         [viewer, size, cursor, psycopg.types.json.Jsonb(context)]).fetchall()
 
 
-def check_session(db, world: World, viewer, mode, size):
+@dataclass
+class Knobs:
+    """The settings a session runs under (§6), and the request's filters (§4.14)."""
+
+    max_repeats: int = 2          # max_repeats_per_page
+    protected: int = PROTECTED    # protected_top_ranks
+    waterline: int = 24           # inventory_waterline
+    share: float = 0.5            # max_category_share
+    exclude: tuple[int, ...] = ()
+    in_network: bool = False
+
+
+def apply_knobs(db, knobs: Knobs) -> None:
+    for name, value in [("max_repeats_per_page", knobs.max_repeats), ("protected_top_ranks", knobs.protected),
+                        ("inventory_waterline", knobs.waterline), ("max_category_share", knobs.share)]:
+        db.execute("UPDATE feed.settings SET value = %s WHERE name = %s", [str(value), name])
+
+
+def in_network(world: World, viewer, post: Post) -> bool:
+    return (viewer, post.author_id) in world.follows or (
+        post.collective_id is not None and (post.collective_id, viewer) in world.members)
+
+
+def check_session(db, world: World, viewer, mode, size, knobs: Knobs | None = None):
+    knobs = knobs or Knobs()
     posts = {p.post_id: p for p in world.posts}
-    eligible_ids = {p.post_id for p in world.posts if eligible(world, viewer, p)}
+    eligible_ids = {p.post_id for p in world.posts if eligible(world, viewer, p)} - set(knobs.exclude)
+    if knobs.in_network and viewer is not None:
+        eligible_ids = {i for i in eligible_ids if in_network(world, viewer, posts[i])}
     seen = world.seen.get(viewer, set()) if viewer is not None else set()
     context = {"mode": mode} if mode else {}
+    if knobs.exclude:
+        context["exclude_post_ids"] = list(knobs.exclude)
+    if knobs.in_network:
+        context["in_network_only"] = True
+    category_cap = max(int(knobs.share * size + 1e-9), 1)
     served: set[int] = set()
     cursor = None
     for page_no in range(1, 7):
         page = fetch_page(db, viewer, size, cursor, context)
         remaining = eligible_ids - served
         unseen = remaining - seen
+        seen_left = remaining & seen
         ids = [row[1] for row in page]
-        where = f"viewer={viewer} mode={mode} size={size} page={page_no}"
+        where = f"viewer={viewer} mode={mode} size={size} page={page_no} knobs={knobs}"
 
         # ranks are 1..n, one next_cursor per page
         assert [row[0] for row in page] == list(range(1, len(page) + 1)), where
         assert len({row[7] for row in page}) <= 1, where
-        # §4.1 nothing ineligible
+        # §4.1 nothing ineligible (§4.14: nothing excluded, nothing out of the network)
         assert set(ids) <= eligible_ids, (where, set(ids) - eligible_ids)
         # §4.2 never twice in one session
         assert len(ids) == len(set(ids)) and not (set(ids) & served), where
-        # §4.5 bottomless: full whenever enough eligible posts are left, else all of them
-        assert len(page) == min(size, len(remaining)), (where, len(page), len(remaining))
-        # §4.3 / §4.4 cooldown and controlled repeats
+        # §4.4 / §4.5 how many unseen rows and controlled repeats the page holds
+        low = len(unseen) < max(knobs.waterline, size)
+        if viewer is None or knobs.max_repeats == 0 or not low:
+            n_repeats = 0
+        else:
+            n_repeats = min(len(seen_left), max(size - len(unseen),
+                                                min(knobs.max_repeats, max(size - knobs.protected, 0))), size)
+        n_fresh = min(len(unseen), size - n_repeats)
         repeats = [row for row in page if row[5]]
         fresh = [row for row in page if not row[5]]
+        assert (len(fresh), len(repeats)) == (n_fresh, n_repeats), (where, len(unseen), len(seen_left))
+        if knobs.max_repeats and viewer is not None:
+            # bottomless: full whenever enough eligible posts are left, else all of them
+            assert len(page) == min(size, len(remaining)), (where, len(page), len(remaining))
         for row in page:
             assert row[5] == (row[4] == "repeat"), where
             assert (row[1] in seen) == row[5], (where, row[1], "seen" if row[1] in seen else "unseen")
-        if len(unseen) >= size:
-            assert not repeats, where
-        else:
-            assert len(fresh) == len(unseen), where
-        assert all(row[0] > len(fresh) for row in repeats), where
-        if len(unseen) >= PROTECTED:
-            assert all(row[0] > PROTECTED for row in repeats), where
-        if len(unseen) >= size - 2:
-            assert len(repeats) <= 2, where
-        # §4.6 diversity (personalized): an author above the cap only if no alternative was left
-        if (mode or ("personalized" if viewer is not None else "chronological")) == "personalized":
-            per_author: dict[int, int] = {}
-            for row in fresh:
-                per_author[row[2]] = per_author.get(row[2], 0) + 1
+        # repeats sit right after the protected top ranks (after every unseen
+        # row when fewer unseen rows are left), never in them while enough unseen posts exist
+        top = min(knobs.protected, n_fresh)
+        assert [row[0] for row in repeats] == list(range(top + 1, top + 1 + n_repeats)), where
+        if len(unseen) >= knobs.protected:
+            assert all(row[0] > knobs.protected for row in repeats), where
+        if len(unseen) >= size - knobs.max_repeats:
+            assert len(repeats) <= knobs.max_repeats, where
+        # §4.6 / §4.15 caps: over a cap only when no candidate within the caps was left
+        per_author: dict[int, int] = {}
+        per_category: dict[str, int] = {}
+        for row in page:
+            per_author[row[2]] = per_author.get(row[2], 0) + 1
+            per_category[posts[row[1]].category] = per_category.get(posts[row[1]].category, 0) + 1
+        complete = len(unseen) < max(knobs.waterline, size)   # the ladder read every eligible post
+        for pool, rows in ((unseen, fresh), (seen_left, repeats)):
+            if not rows or not complete:
+                continue
+            left = pool - set(ids)
             if any(count > CAP for count in per_author.values()):
-                alternatives = [p for p in unseen - set(ids) if per_author.get(posts[p].author_id, 0) < CAP]
-                assert not alternatives, (where, per_author, alternatives)
+                within = [p for p in left if per_author.get(posts[p].author_id, 0) < CAP
+                          and per_category.get(posts[p].category, 0) < category_cap]
+                assert not within, (where, per_author, within)
+            if any(count > category_cap for count in per_category.values()):
+                other = [p for p in left if per_category.get(posts[p].category, 0) < category_cap]
+                assert not other, (where, per_category, other)
         # §4.9 modes keep their order among fresh rows
         if mode == "chronological":
             ages = [posts[row[1]].age_minutes for row in fresh]
@@ -219,6 +269,24 @@ def test_every_page_keeps_the_contract(db, world, size, mode):
     load(db, world)
     for viewer in (1, 2, 99, None):
         check_session(db, world, viewer, mode, size)
+
+
+knob_values = st.builds(
+    Knobs, max_repeats=st.sampled_from([0, 1, 2, 3]), protected=st.sampled_from([0, 3, 6]),
+    waterline=st.sampled_from([0, 24, 100]), share=st.sampled_from([0.34, 0.5, 1.0]),
+    exclude=st.lists(st.integers(1, 30), max_size=5).map(tuple), in_network=st.booleans())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(world=worlds(), size=st.sampled_from([1, 3, 5, 12]),
+       mode=st.sampled_from([None, "personalized", "trending", "chronological", "random"]), knobs=knob_values)
+def test_every_page_keeps_the_contract_under_any_settings_and_filters(db, world, size, mode, knobs):
+    """§4.4-§4.6, §4.12, §4.14, §4.15 with the settings and request filters drawn at random."""
+    load(db, world)
+    apply_knobs(db, knobs)
+    for viewer in (1, 2, None):
+        check_session(db, world, viewer, mode, size, knobs)
 
 
 def test_bottomless_with_heavy_history_falls_back_to_repeats(db):
@@ -249,3 +317,64 @@ def test_one_prolific_author_gets_at_most_two_slots_while_others_exist(db):
     assert sum(row[2] == 50 for row in page) == 4, "with only 8 other posts, the cap gives way to fill the page"
     diversity = sorted((row[6]["multipliers"]["author_diversity"] for row in page if row[2] == 50), reverse=True)
     assert diversity == [1.0, 0.625, 0.4375, 0.34375]
+
+
+@st.composite
+def changes(draw):
+    """What may happen between serving a page and retrying its cursor."""
+    return draw(st.lists(st.one_of(
+        st.tuples(st.just("delete"), st.integers(1, 30)),
+        st.tuples(st.just("remove"), st.integers(1, 30)),
+        st.tuples(st.just("hide"), st.integers(1, 30)),
+        st.tuples(st.just("block"), st.sampled_from(USERS + [50, 51])),
+        st.tuples(st.just("blocked_by"), st.sampled_from(USERS + [50, 51])),
+        st.tuples(st.just("mute_author"), st.sampled_from(USERS + [50, 51])),
+        st.tuples(st.just("mute_category"), st.sampled_from(CATEGORIES)),
+        st.tuples(st.just("like"), st.integers(1, 30)),      # harmless: stays
+    ), max_size=4))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(world=worlds(), size=st.sampled_from([2, 5, 12]),
+       mode=st.sampled_from(["personalized", "trending", "chronological", "random"]), happened=changes())
+def test_a_retried_page_is_the_page_as_served_minus_what_became_never_shown(db, world, size, mode, happened):
+    """§4.13 on random small worlds."""
+    load(db, world)
+    viewer = 1
+    first = fetch_page(db, viewer, size, None, {"mode": mode})
+    if not first:
+        return
+    second = fetch_page(db, viewer, size, first[0][7], {})
+    posts = {p.post_id: p for p in world.posts}
+    for kind, target in happened:
+        if kind in ("delete", "remove", "hide", "like") and target not in posts:
+            continue
+        if kind == "delete":
+            db.execute("UPDATE feed.posts SET is_deleted = true WHERE post_id = %s", [target])
+            posts[target].is_deleted = True
+        elif kind == "remove":
+            db.execute("UPDATE feed.posts SET visibility = 'removed' WHERE post_id = %s", [target])
+            posts[target].visibility = "removed"
+        elif kind == "hide":
+            db.execute("SELECT feed.record_interaction(%s, %s, 'not_interested')", [viewer, target])
+            world.hidden.setdefault(viewer, set()).add(target)
+        elif kind == "like":
+            db.execute("SELECT feed.record_interaction(%s, %s, 'like')", [viewer, target])
+        elif kind in ("block", "blocked_by") and target != viewer:
+            pair = (viewer, target) if kind == "block" else (target, viewer)
+            db.execute("INSERT INTO feed.blocks VALUES (%s, %s) ON CONFLICT DO NOTHING", list(pair))
+            world.blocks.add(pair)
+        elif kind == "mute_author":
+            db.execute("UPDATE feed.user_preferences SET muted_authors = array_append(muted_authors, %s::bigint)"
+                       " WHERE user_id = %s", [target, viewer])
+            world.muted_authors.setdefault(viewer, []).append(target)
+        elif kind == "mute_category":
+            db.execute("UPDATE feed.user_preferences SET muted_categories = array_append(muted_categories, %s::text)"
+                       " WHERE user_id = %s", [target, viewer])
+            world.muted_categories.setdefault(viewer, []).append(target)
+    replay = fetch_page(db, viewer, size, first[0][7], {})
+    expected = [row for row in second if eligible(world, viewer, posts[row[1]])]
+    assert [row[1] for row in replay] == [row[1] for row in expected], happened
+    assert [row[0] for row in replay] == list(range(1, len(replay) + 1))
+    assert [row[2:7] for row in replay] == [row[2:7] for row in expected]

@@ -25,7 +25,8 @@ FROZEN_REVISIONS = {
     "0004_post_embeddings.sql": "5b4c7698c2098a2da24829ba01a58e9d6fd177317cee0e64c6dba10af1370f32",
     "0003_feed_sessions_and_recommendations.sql": "12da73a591987df9b6602cb01ce6927c6e5b67054b12cfc4607347d0d82e400e",
     "0005_user_identities.sql": "f62eb93561287775eeba9e354822a2e8a9849140e6be5e7572ff3f679476a4e3",
-    "0006_typed_settings_and_states.sql": "3748e9654496bba785154aa1cc364f74ef1bfa52cec1c7fcad7a9642303945e8",
+    "0006_typed_settings_and_states.sql": "de009b516cbbcb0bed76eec0e8706ed9c2127bf5b0b2c49f7938ce1f16e0f405",
+    "0007_fair_draws.sql": "9e2b9cb78cd3be7f5d4abdc3b16d24d567f4237a7a478ee009b040bbc5a0c60f",
 }
 
 

@@ -25,6 +25,9 @@ DOWNGRADE_SQL = """
 DROP TABLE feed.user_post_state;
 ALTER TABLE feed.interactions DROP COLUMN called_at;
 ALTER TABLE feed.settings DROP COLUMN min_value, DROP COLUMN max_value;
+DELETE FROM feed.settings WHERE kind = 'boolean';
+ALTER TABLE feed.settings DROP CONSTRAINT settings_kind_known,
+    ADD CONSTRAINT settings_kind_known CHECK (kind IN ('integer', 'number', 'interval', 'text'));
 """
 
 

@@ -27,6 +27,9 @@ CREATE TABLE feed.user_post_state (
 );
 COMMENT ON TABLE feed.user_post_state IS
     'Per-viewer states of a post (liked, praised, trophied, saved), as of the latest call; derived from feed.interactions.';
+-- a setting may be a boolean (personalization_enabled)
+ALTER TABLE feed.settings DROP CONSTRAINT settings_kind_known,
+    ADD CONSTRAINT settings_kind_known CHECK (kind IN ('integer', 'number', 'interval', 'text', 'boolean'));
 
 -- _apply_interaction now also returns the state change it made
 DROP FUNCTION IF EXISTS feed._apply_interaction(bigint, bigint, bigint, text, text, text, numeric, integer,

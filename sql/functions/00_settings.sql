@@ -173,8 +173,10 @@ SELECT d.name, d.value, d.value, d.kind, d.min_value, d.max_value, d.description
     ('creator_quality_window',   '30 days',    'interval', '1 second', '10 years',   'Creator quality is computed over the creator''s posts of this window.'),
     ('heartbeat_batch_size',     '5000',       'integer',  '1',        '1000000',    'Posts per heartbeat batch (rows locked at once).'),
     ('maintenance_batch_size',   '50000',      'integer',  '1',        '10000000',   'At most this many old impressions/sightings pruned per maintenance run.'),
-    ('rising_window',            '1 hour',     'interval', '1 minute', '10 years',   'The rising source offers posts created within this window (seed 000: the last hour).'),
-    ('viewer_claim',             'sub',        'text',     '1',        '200',        'The JWT claim (in request.jwt.claims, as PostgREST and Supabase set it) that names the viewer: an integer is the user id, any other value is looked up in feed.user_identities.')
+    ('rising_window',            '1 hour',     'interval', '1 minute', '10 years',   'The rising source offers posts created within this window (the last hour by default).'),
+    ('viewer_claim',             'sub',        'text',     '1',        '200',        'The JWT claim (in request.jwt.claims, as PostgREST and Supabase set it) that names the viewer: an integer is the user id, any other value is looked up in feed.user_identities.'),
+    ('max_category_share',       '0.5',        'number',   '0',        '1',          'At most floor(this x page size) rows of a page (at least 1) are of one category while candidates of other categories exist.'),
+    ('personalization_enabled',  'true',       'boolean',  NULL,       NULL,         'When false, every known viewer gets the trending mode unless p_context names a mode (anonymous viewers are unchanged).')
 ) AS d (name, value, kind, min_value, max_value, description)
 ON CONFLICT (name) DO UPDATE
 SET default_value = excluded.default_value, kind = excluded.kind, min_value = excluded.min_value,

@@ -168,11 +168,30 @@ BEGIN
                                                              17, 18, 19, 20, 21, 22, 23)) THEN
         PERFORM feed._bad_argument('p_context.local_hour', 'must be an integer from 0 to 23');
     END IF;
-    IF v_context ? 'include_own_posts' AND jsonb_typeof(v_context -> 'include_own_posts') NOT IN ('boolean', 'null') THEN
-        PERFORM feed._bad_argument('p_context.include_own_posts', 'must be true or false');
+    FOREACH v_key IN ARRAY ARRAY['include_own_posts', 'in_network_only'] LOOP
+        IF v_context ? v_key AND jsonb_typeof(v_context -> v_key) NOT IN ('boolean', 'null') THEN
+            PERFORM feed._bad_argument('p_context.' || v_key, 'must be true or false');
+        END IF;
+    END LOOP;
+    IF v_context ? 'exclude_post_ids' AND jsonb_typeof(v_context -> 'exclude_post_ids') <> 'null' THEN
+        IF jsonb_typeof(v_context -> 'exclude_post_ids') <> 'array'
+           OR EXISTS (SELECT 1 FROM jsonb_array_elements(v_context -> 'exclude_post_ids') e
+                      WHERE jsonb_typeof(e) <> 'number' OR e::text !~ '^-?[0-9]{1,19}$'
+                         OR e::text::numeric NOT BETWEEN -9223372036854775808 AND 9223372036854775807) THEN
+            PERFORM feed._bad_argument('p_context.exclude_post_ids', 'must be an array of post ids (integers)');
+        END IF;
+        IF jsonb_array_length(v_context -> 'exclude_post_ids') > 1000 THEN
+            PERFORM feed._bad_argument('p_context.exclude_post_ids', 'at most 1000 post ids per request');
+        END IF;
     END IF;
 
-    v_mode := coalesce(v_context ->> 'mode', CASE WHEN p_user_id IS NULL THEN 'chronological' ELSE 'personalized' END);
+    -- personalization_enabled = false: known viewers get the trending mode
+    -- unless the request names a mode
+    v_mode := coalesce(v_context ->> 'mode',
+                       CASE WHEN p_user_id IS NULL THEN 'chronological'
+                            WHEN lower(btrim(feed._setting('personalization_enabled'))) IN ('false', 'f', 'off', 'no', '0')
+                                THEN 'trending'
+                            ELSE 'personalized' END);
     IF v_mode NOT IN ('personalized', 'trending', 'chronological', 'random') THEN
         PERFORM feed._bad_argument('p_context.mode', format(
             'unknown mode %L; expected personalized, trending, chronological or random', v_mode));
@@ -195,14 +214,21 @@ $func$;
 --       rising, trending, fresh, explore; one per non-personal mode); a post
 --       found by several sources keeps the first in that order;
 --   p_scan: the bottom of the ladder adds every eligible post in the mode's
---       order, after the bounded finds, cut at p_limit;
+--       order, after the bounded finds, cut at p_limit (with in_network_only:
+--       every post of the viewer's network, never the whole catalogue);
 --   p_repeats: instead, the viewer's posts seen within the cooldown, least
 --       recently seen first, cut at p_limit.
+-- The random mode and exploration draw uniformly: from a seeded random point
+-- in the space of hashint8(post_id) (posts_random_key_idx), the next eligible
+-- posts in hash order, wrapping around; each page of a session draws its own
+-- point. A post's chance depends neither on its id nor on gaps between ids.
+DROP FUNCTION IF EXISTS feed._feed_candidates(bigint, uuid, bigint, integer, text, jsonb, jsonb, integer, boolean,
+                                              boolean, timestamptz);
 CREATE OR REPLACE FUNCTION feed._feed_candidates(
     p_user_id bigint, p_session_id uuid, p_seed bigint, p_page_no integer, p_mode text,
     p_viewer jsonb, p_context jsonb, p_limit integer, p_scan boolean, p_repeats boolean, p_now timestamptz)
-RETURNS TABLE (post_id bigint, author_id bigint, source text, collab double precision,
-               last_seen_at timestamptz, sort_key double precision)
+RETURNS TABLE (post_id bigint, author_id bigint, category text, created_at timestamptz, source text,
+               collab double precision, last_seen_at timestamptz, sort_key double precision)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $func$
@@ -221,33 +247,58 @@ DECLARE
     v_only_post_types text[] := CASE WHEN jsonb_typeof(p_context -> 'post_types') = 'array'
                                      THEN feed._texts(p_context -> 'post_types') END;
     v_include_own boolean := coalesce((p_context ->> 'include_own_posts')::boolean, false);
-    v_pivot bigint;
+    v_excluded bigint[] := feed._bigints(CASE WHEN jsonb_typeof(p_context -> 'exclude_post_ids') = 'array'
+                                              THEN p_context -> 'exclude_post_ids' END);
+    v_in_network boolean := coalesce((p_context ->> 'in_network_only')::boolean, false) AND p_user_id IS NOT NULL;
+    v_following_newest boolean := false;
+    v_draw integer;
+    v_width bigint;
+    v_lo bigint;
+    v_hi bigint;
     v_has_recs boolean := false;
     v_live boolean := false;
     v_similar boolean := false;
 BEGIN
-    IF v_personal OR (p_mode = 'random' AND NOT p_repeats) THEN
-        -- a deterministic random point in the id space, per session and page
-        SELECT lo.id + floor(feed._uniform(p_seed, p_page_no) * (hi.id - lo.id + 1))::bigint INTO v_pivot
-        FROM (SELECT min(p.post_id) AS id FROM feed.posts p) lo, (SELECT max(p.post_id) AS id FROM feed.posts p) hi;
+    IF (v_personal OR (p_mode = 'random' AND NOT p_repeats)) AND NOT v_in_network THEN
+        -- a uniform draw: v_draw eligible posts from a seeded random point of
+        -- the hash space; the window spans about 8 * v_draw posts (from the
+        -- planner's row estimate), so one page reads a bounded index range
+        v_draw := CASE WHEN p_mode = 'random' THEN p_limit ELSE greatest(p_limit / 4, 4) END;
+        SELECT CASE WHEN c.reltuples > 8 * v_draw
+                    THEN ceil(4294967296.0 * 8 * v_draw / c.reltuples)::bigint ELSE 4294967296 END
+        INTO v_width
+        FROM pg_catalog.pg_class c WHERE c.oid = 'feed.posts'::regclass;
+        v_lo := floor(feed._uniform(p_seed, p_page_no) * 4294967296.0)::bigint - 2147483648;
+        v_hi := v_lo + coalesce(v_width, 4294967296);
     END IF;
     IF v_personal AND p_user_id IS NOT NULL THEN
         v_has_recs := EXISTS (SELECT 1 FROM feed.recommendations r WHERE r.user_id = p_user_id AND r.expires_at > p_now);
         v_live := NOT v_has_recs AND to_regprocedure('feed._live_collaborative(bigint,integer)') IS NOT NULL;
         v_similar := to_regprocedure('feed._taste_candidates(bigint,integer)') IS NOT NULL
                      AND EXISTS (SELECT 1 FROM feed.user_taste t WHERE t.user_id = p_user_id AND t.strength > 0);
+        -- a profile whose following slots are the newest posts of followed authors
+        v_following_newest := coalesce((SELECT (r.params ->> 'following_newest')::double precision > 0
+                                        FROM feed.ranking_profiles r WHERE r.name = p_context ->> 'profile'), false);
     END IF;
 
     RETURN QUERY
     WITH sourced AS (
-        -- following: the latest posts of followed authors
+        -- following: the latest posts of a different sample of followed authors on every page
         SELECT fp.post_id, 'following'::text AS source, 1 AS priority, NULL::double precision AS collab
         FROM (SELECT f.followee_id FROM feed.follows f WHERE f.follower_id = p_user_id
-              -- a different sample of followed authors on every page
               ORDER BY feed._uniform(p_seed + p_page_no, f.followee_id) LIMIT greatest(p_limit / 2, 1)) fe
         CROSS JOIN LATERAL (SELECT p.post_id FROM feed.posts p WHERE p.author_id = fe.followee_id
                             ORDER BY p.created_at DESC LIMIT 2) fp
-        WHERE v_personal AND p_user_id IS NOT NULL
+        WHERE v_personal AND p_user_id IS NOT NULL AND NOT v_following_newest
+        UNION ALL
+        -- following, newest first: the newest posts of (up to 1000) followed authors
+        SELECT fn.post_id, 'following', 1, NULL
+        FROM (SELECT fp.post_id FROM (SELECT f.followee_id FROM feed.follows f WHERE f.follower_id = p_user_id
+                                      ORDER BY f.followee_id LIMIT 1000) fe
+              CROSS JOIN LATERAL (SELECT p.post_id, p.created_at FROM feed.posts p WHERE p.author_id = fe.followee_id
+                                  ORDER BY p.created_at DESC LIMIT greatest(3, p_limit / 24)) fp
+              ORDER BY fp.created_at DESC, fp.post_id LIMIT p_limit) fn
+        WHERE v_personal AND p_user_id IS NOT NULL AND v_following_newest
         UNION ALL
         -- collective: the latest posts of the viewer's collectives
         SELECT cp.post_id, 'collective', 2, NULL
@@ -276,10 +327,11 @@ BEGIN
         FROM (SELECT p.post_id FROM feed.posts p ORDER BY p.trending_score DESC LIMIT p_limit) t
         WHERE v_personal OR (p_mode = 'trending' AND NOT p_repeats)
         UNION ALL
-        -- rising: the last hour's posts (seed 000's 10% for new creators)
+        -- rising: a seeded random sample of the rising window's posts (the newest 256 when more)
         SELECT r.post_id, 'rising', 5, NULL
-        FROM (SELECT p.post_id FROM feed.posts p WHERE p.created_at > v_rising_start
-              ORDER BY p.created_at DESC LIMIT greatest(p_limit / 3, 4)) r
+        FROM (SELECT n.post_id FROM (SELECT p.post_id FROM feed.posts p WHERE p.created_at > v_rising_start
+                                     ORDER BY p.created_at DESC LIMIT 256) n
+              ORDER BY feed._uniform(p_seed + p_page_no, n.post_id) LIMIT greatest(p_limit / 3, 4)) r
         WHERE v_personal
         UNION ALL
         -- fresh: the newest posts anywhere (also the whole 'chronological' mode)
@@ -287,20 +339,63 @@ BEGIN
         FROM (SELECT p.post_id FROM feed.posts p ORDER BY p.created_at DESC LIMIT p_limit) f
         WHERE v_personal OR (p_mode = 'chronological' AND NOT p_repeats)
         UNION ALL
-        -- explore / random: a contiguous run of ids from a seeded random point, wrapping around
+        -- explore / random: the uniform draw (eligible posts only, so that the
+        -- draw is uniform over the eligible set)
         SELECT e.post_id, CASE WHEN p_mode = 'random' THEN 'random' ELSE 'explore' END, 8, NULL
-        FROM ((SELECT p.post_id FROM feed.posts p WHERE p.post_id >= v_pivot ORDER BY p.post_id
-               LIMIT CASE WHEN p_mode = 'random' THEN p_limit ELSE greatest(p_limit / 4, 4) END)
-              UNION ALL
-              (SELECT p.post_id FROM feed.posts p WHERE p.post_id < v_pivot ORDER BY p.post_id
-               LIMIT CASE WHEN p_mode = 'random' THEN p_limit ELSE greatest(p_limit / 4, 4) END)) e
-        WHERE v_pivot IS NOT NULL
+        FROM (SELECT w.post_id FROM (
+                  (SELECT p.post_id, 0 AS lap, pg_catalog.hashint8(p.post_id) AS h FROM feed.posts p
+                   WHERE pg_catalog.hashint8(p.post_id) >= v_lo AND pg_catalog.hashint8(p.post_id) < v_hi
+                     AND feed._post_visible_to(p.visibility, p.is_deleted, p.media_ready, p.duration_ms, p.author_id,
+                                               p_user_id, v_max_duration)
+                     AND (p_user_id IS NULL OR v_include_own OR p.author_id <> p_user_id)
+                     AND p.author_id <> ALL (v_blocked) AND p.author_id <> ALL (v_muted_authors)
+                     AND (p.collective_id IS NULL OR p.collective_id <> ALL (v_muted_collectives))
+                     AND p.category <> ALL (v_muted_categories)
+                     AND (v_only_categories IS NULL OR p.category = ANY (v_only_categories))
+                     AND (v_only_post_types IS NULL OR p.post_type = ANY (v_only_post_types))
+                     AND p.post_id <> ALL (v_excluded)
+                     AND NOT EXISTS (SELECT 1 FROM feed.feed_session_items si
+                                     WHERE si.session_id = p_session_id AND si.post_id = p.post_id)
+                     AND NOT EXISTS (SELECT 1 FROM feed.hidden_posts h WHERE h.user_id = p_user_id AND h.post_id = p.post_id)
+                     AND NOT EXISTS (SELECT 1 FROM feed.seen_posts s WHERE s.user_id = p_user_id AND s.post_id = p.post_id
+                                                                     AND s.last_seen_at > v_cooldown_start)
+                   ORDER BY pg_catalog.hashint8(p.post_id) LIMIT v_draw)
+                  UNION ALL
+                  -- the part of the window past the end of the hash space wraps to its start
+                  (SELECT p.post_id, 1, pg_catalog.hashint8(p.post_id) FROM feed.posts p
+                   WHERE pg_catalog.hashint8(p.post_id) < v_hi - 4294967296
+                     AND feed._post_visible_to(p.visibility, p.is_deleted, p.media_ready, p.duration_ms, p.author_id,
+                                               p_user_id, v_max_duration)
+                     AND (p_user_id IS NULL OR v_include_own OR p.author_id <> p_user_id)
+                     AND p.author_id <> ALL (v_blocked) AND p.author_id <> ALL (v_muted_authors)
+                     AND (p.collective_id IS NULL OR p.collective_id <> ALL (v_muted_collectives))
+                     AND p.category <> ALL (v_muted_categories)
+                     AND (v_only_categories IS NULL OR p.category = ANY (v_only_categories))
+                     AND (v_only_post_types IS NULL OR p.post_type = ANY (v_only_post_types))
+                     AND p.post_id <> ALL (v_excluded)
+                     AND NOT EXISTS (SELECT 1 FROM feed.feed_session_items si
+                                     WHERE si.session_id = p_session_id AND si.post_id = p.post_id)
+                     AND NOT EXISTS (SELECT 1 FROM feed.hidden_posts h WHERE h.user_id = p_user_id AND h.post_id = p.post_id)
+                     AND NOT EXISTS (SELECT 1 FROM feed.seen_posts s WHERE s.user_id = p_user_id AND s.post_id = p.post_id
+                                                                     AND s.last_seen_at > v_cooldown_start)
+                   ORDER BY pg_catalog.hashint8(p.post_id) LIMIT v_draw)) w
+              ORDER BY w.lap, w.h LIMIT v_draw) e
+        WHERE v_lo IS NOT NULL
         UNION ALL
         -- bottom of the ladder: every post (older and out-of-network included)
         SELECT p.post_id,
                CASE p_mode WHEN 'personalized' THEN 'fresh' ELSE p_mode END, 9, NULL
         FROM feed.posts p
-        WHERE p_scan AND NOT p_repeats
+        WHERE p_scan AND NOT p_repeats AND NOT v_in_network
+        UNION ALL
+        -- bottom of the ladder in the viewer's network only: every post of
+        -- followed authors and of the viewer's collectives
+        SELECT n.post_id, CASE p_mode WHEN 'personalized' THEN 'following' ELSE p_mode END, 9, NULL
+        FROM (SELECT p.post_id FROM feed.follows f JOIN feed.posts p ON p.author_id = f.followee_id
+              WHERE f.follower_id = p_user_id
+              UNION
+              SELECT p.post_id FROM feed.posts p WHERE p.collective_id = ANY (v_collectives)) n
+        WHERE p_scan AND NOT p_repeats AND v_in_network
         UNION ALL
         -- controlled repeats: posts seen within the cooldown
         SELECT s.post_id, 'repeat', 10, NULL
@@ -311,7 +406,7 @@ BEGIN
         FROM sourced c
         ORDER BY c.post_id, c.priority, c.collab DESC NULLS LAST
     )
-    SELECT c.post_id, p.author_id, c.source, c.collab, s.last_seen_at,
+    SELECT c.post_id, p.author_id, p.category, p.created_at, c.source, c.collab, s.last_seen_at,
            CASE WHEN p_repeats THEN extract(epoch FROM s.last_seen_at)
                 WHEN p_mode = 'chronological' THEN -extract(epoch FROM p.created_at)
                 WHEN p_mode = 'random' THEN feed._uniform(p_seed, c.post_id)
@@ -329,12 +424,16 @@ BEGIN
       AND p.category <> ALL (v_muted_categories)
       AND (v_only_categories IS NULL OR p.category = ANY (v_only_categories))
       AND (v_only_post_types IS NULL OR p.post_type = ANY (v_only_post_types))
+      AND p.post_id <> ALL (v_excluded)
+      AND (NOT v_in_network
+           OR p.collective_id = ANY (v_collectives)
+           OR EXISTS (SELECT 1 FROM feed.follows f WHERE f.follower_id = p_user_id AND f.followee_id = p.author_id))
       AND NOT EXISTS (SELECT 1 FROM feed.feed_session_items si
                       WHERE si.session_id = p_session_id AND si.post_id = c.post_id)
       AND NOT EXISTS (SELECT 1 FROM feed.hidden_posts h WHERE h.user_id = p_user_id AND h.post_id = c.post_id)
       AND (s.post_id IS NOT NULL) = p_repeats
     -- at the bottom of the ladder the bounded sources' finds come first, then the scan's
-    ORDER BY c.priority >= 9, 6, 1
+    ORDER BY c.priority >= 9, 8, 1
     LIMIT CASE WHEN p_scan THEN p_limit END;
 END
 $func$;
@@ -360,11 +459,12 @@ DECLARE
     w_engagement double precision;  w_post_type double precision;  w_preferred double precision;
     w_category double precision;  w_quality double precision;  w_context double precision;
     w_novelty double precision;  w_taste double precision;  w_collab double precision;
+    w_viewer_engagement double precision;
     -- parameters
     recency_points double precision;  recency_tau_hours double precision;  follow_points double precision;
     collective_points double precision;  author_points double precision;  author_cap double precision;
     engagement_scale double precision;  engagement_cap double precision;  post_type_points double precision;
-    post_type_cap double precision;
+    post_type_cap double precision;  preferred_type_points double precision;
     -- the viewer and the request
     v_taste @extschema:vector@.vector;
     v_recent_window double precision := extract(epoch FROM feed._setting_interval('author_recency_window'));
@@ -377,6 +477,12 @@ DECLARE
     v_collectives bigint[] := feed._bigints(p_viewer -> 'collectives');
     v_top_types jsonb := coalesce(p_viewer -> 'top_post_types', '{}');
     v_categories jsonb := coalesce(p_viewer -> 'category_affinity', '{}');
+    -- the viewer's moving averages (feed.user_signals): how much each kind of
+    -- engagement weighs in viewer_engagement
+    v_like_rate double precision := 0;
+    v_comment_rate double precision := 0;
+    v_share_rate double precision := 0;
+    v_watch_ratio double precision := 0;
 BEGIN
     SELECT r.weights, r.params INTO w, pr FROM feed.ranking_profiles r WHERE r.name = p_profile;
     w_trending := coalesce((w ->> 'trending')::double precision, 0);
@@ -394,6 +500,7 @@ BEGIN
     w_novelty := coalesce((w ->> 'novelty')::double precision, 0);
     w_taste := coalesce((w ->> 'taste_similarity')::double precision, 0);
     w_collab := coalesce((w ->> 'collaborative')::double precision, 0);
+    w_viewer_engagement := coalesce((w ->> 'viewer_engagement')::double precision, 0);
     recency_points := coalesce((pr ->> 'recency_points')::double precision, 1);
     recency_tau_hours := coalesce((pr ->> 'recency_tau_hours')::double precision, 24);
     follow_points := coalesce((pr ->> 'follow_points')::double precision, 1);
@@ -404,6 +511,16 @@ BEGIN
     engagement_cap := coalesce((pr ->> 'engagement_cap')::double precision, 50);
     post_type_points := coalesce((pr ->> 'post_type_points')::double precision, 0.1);
     post_type_cap := coalesce((pr ->> 'post_type_cap')::double precision, 'Infinity');
+    preferred_type_points := coalesce((pr ->> 'preferred_type_points')::double precision, 1);
+    IF w_viewer_engagement <> 0 AND p_user_id IS NOT NULL THEN
+        SELECT us.like_rate, us.comment_rate, us.share_rate, coalesce(us.watch_ratio, 0)
+        INTO v_like_rate, v_comment_rate, v_share_rate, v_watch_ratio
+        FROM feed.user_signals us WHERE us.user_id = p_user_id;
+        v_like_rate := coalesce(v_like_rate, 0);
+        v_comment_rate := coalesce(v_comment_rate, 0);
+        v_share_rate := coalesce(v_share_rate, 0);
+        v_watch_ratio := coalesce(v_watch_ratio, 0);
+    END IF;
     v_context_factors := v_connection_slow::int + v_big_screen::int + coalesce(v_night, false)::int;
     IF w_taste <> 0 THEN
         SELECT t.taste INTO v_taste FROM feed.user_taste t WHERE t.user_id = p_user_id AND t.strength > 0;
@@ -433,7 +550,7 @@ BEGIN
                CASE WHEN v_top_types ? p.post_type
                     THEN least(post_type_points * (v_top_types ->> p.post_type)::double precision, post_type_cap)
                     ELSE 0 END AS post_type,
-               (p.post_type = ANY (v_preferred))::int::double precision AS preferred_type,
+               preferred_type_points * (p.post_type = ANY (v_preferred))::int::double precision AS preferred_type,
                coalesce((v_categories ->> p.category)::double precision, 0) AS category_affinity,
                coalesce(q.quality, 0.5) AS creator_quality,
                -- context: the mean of the factors the request gives (0.5 when none)
@@ -451,7 +568,19 @@ BEGIN
                     WHEN w_collab = 0 THEN 0
                     ELSE coalesce((SELECT r.score FROM feed.recommendations r
                                    WHERE r.user_id = p_user_id AND r.post_id = c.post_id AND r.expires_at > p_now), 0)
-               END AS collaborative
+               END AS collaborative,
+               -- the post's engagement rates, each weighted by how much the viewer
+               -- engages that way (user_signals): sum(rate_v * rate_p) / sum(rate_v)
+               CASE WHEN v_like_rate + v_comment_rate + v_share_rate
+                         + CASE WHEN p.watch_count > 0 THEN v_watch_ratio ELSE 0 END > 0
+                    THEN (v_like_rate * least(p.like_count::double precision / greatest(p.view_count, 1), 1)
+                          + v_comment_rate * least(p.comment_count::double precision / greatest(p.view_count, 1), 1)
+                          + v_share_rate * least(p.share_count::double precision / greatest(p.view_count, 1), 1)
+                          + CASE WHEN p.watch_count > 0
+                                 THEN v_watch_ratio * least(p.watch_ratio_sum / p.watch_count, 1) ELSE 0 END)
+                         / (v_like_rate + v_comment_rate + v_share_rate
+                            + CASE WHEN p.watch_count > 0 THEN v_watch_ratio ELSE 0 END)
+                    ELSE 0 END AS viewer_engagement
         FROM c
         JOIN feed.posts p ON p.post_id = c.post_id
         LEFT JOIN feed.user_author_affinity a ON a.user_id = p_user_id AND a.author_id = p.author_id
@@ -462,10 +591,11 @@ BEGIN
          + w_collective * raw.collective + w_author * raw.author_affinity + w_author_recency * raw.author_recency
          + w_engagement * raw.engagement + w_post_type * raw.post_type + w_preferred * raw.preferred_type
          + w_category * raw.category_affinity + w_quality * raw.creator_quality + w_context * raw.context
-         + w_novelty * raw.novelty + w_taste * raw.taste_similarity + w_collab * raw.collaborative,
+         + w_novelty * raw.novelty + w_taste * raw.taste_similarity + w_collab * raw.collaborative
+         + w_viewer_engagement * raw.viewer_engagement,
            ARRAY[raw.trending, raw.recency, raw.social_tie, raw.collective, raw.author_affinity, raw.author_recency,
                  raw.engagement, raw.post_type, raw.preferred_type, raw.category_affinity, raw.creator_quality,
-                 raw.context, raw.novelty, raw.taste_similarity, raw.collaborative]
+                 raw.context, raw.novelty, raw.taste_similarity, raw.collaborative, raw.viewer_engagement]
     FROM raw
     ORDER BY raw.ord;
 END
@@ -473,7 +603,9 @@ $func$;
 
 -------------------------------------------------------------------------------
 -- _reasons: why a post is on the page: profile, source, each weighted
--- component's value and contribution, and the multipliers applied after
+-- component's value and contribution, the profile's formula score
+-- (formula_score, also base_score) and, separately, each multiplier applied
+-- after it (score = formula_score x every multiplier)
 CREATE OR REPLACE FUNCTION feed._reasons(
     p_profile text, p_weights jsonb, p_mode text, p_source text, p_components double precision[],
     p_base_score double precision, p_multipliers jsonb)
@@ -485,6 +617,7 @@ AS $func$
         'profile', p_profile,
         'mode', p_mode,
         'source', p_source,
+        'formula_score', p_base_score,
         'base_score', p_base_score,
         'components', coalesce(jsonb_object_agg(n.name, round(p_components[n.i]::numeric, 6)), '{}'),
         'contributions', coalesce(jsonb_object_agg(n.name, round(
@@ -521,6 +654,66 @@ AS $func$
 $func$;
 
 -------------------------------------------------------------------------------
+-- _pick: which candidates make a page: p_want of them, in preference order
+-- (the arrays' order), keeping at most p_author_cap rows per author and
+-- p_category_cap rows per category while other candidates allow it. Rows
+-- already on the page (p_fixed_*) count against the caps. Passes: both caps;
+-- the author cap relaxed; then, when the candidates within the category cap
+-- run out, the category cap raised one row at a time (so the excess spreads
+-- over the categories instead of flooding one), author cap first kept, then
+-- relaxed. Returns the picked positions, ascending.
+CREATE OR REPLACE FUNCTION feed._pick(
+    p_authors bigint[], p_categories text[], p_fixed_authors bigint[], p_fixed_categories text[],
+    p_want integer, p_author_cap integer, p_category_cap integer)
+RETURNS integer[]
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+DECLARE
+    v_n integer := coalesce(cardinality(p_authors), 0);
+    v_taken boolean[] := array_fill(false, ARRAY[greatest(v_n, 1)]);
+    v_by_author jsonb := '{}';
+    v_by_category jsonb := '{}';
+    v_count integer := 0;
+    v_result integer[] := '{}';
+    v_a integer;
+    v_c integer;
+    v_category_cap integer := p_category_cap;
+    v_author_relaxed boolean;
+    i integer;
+    v_pass integer := 0;
+BEGIN
+    FOR i IN 1 .. coalesce(cardinality(p_fixed_authors), 0) LOOP
+        v_by_author := v_by_author || jsonb_build_object(p_fixed_authors[i]::text,
+                           coalesce((v_by_author ->> p_fixed_authors[i]::text)::integer, 0) + 1);
+        v_by_category := v_by_category || jsonb_build_object(p_fixed_categories[i],
+                           coalesce((v_by_category ->> p_fixed_categories[i])::integer, 0) + 1);
+    END LOOP;
+    WHILE v_count < least(p_want, v_n) LOOP
+        v_pass := v_pass + 1;
+        -- odd passes keep the author cap, even ones relax it; every two
+        -- passes after the first two raise the category cap by one
+        v_author_relaxed := v_pass % 2 = 0;
+        v_category_cap := p_category_cap + greatest((v_pass - 1) / 2, 0);
+        FOR i IN 1 .. v_n LOOP
+            EXIT WHEN v_count >= p_want;
+            CONTINUE WHEN v_taken[i];
+            v_a := coalesce((v_by_author ->> p_authors[i]::text)::integer, 0);
+            v_c := coalesce((v_by_category ->> p_categories[i])::integer, 0);
+            IF (v_author_relaxed OR v_a < p_author_cap) AND v_c < v_category_cap THEN
+                v_taken[i] := true;
+                v_count := v_count + 1;
+                v_result := v_result || i;
+                v_by_author := v_by_author || jsonb_build_object(p_authors[i]::text, v_a + 1);
+                v_by_category := v_by_category || jsonb_build_object(p_categories[i], v_c + 1);
+            END IF;
+        END LOOP;
+    END LOOP;
+    RETURN ARRAY(SELECT x FROM unnest(v_result) AS x ORDER BY x);
+END
+$func$;
+
+-------------------------------------------------------------------------------
 -- get_personalized_feed: one page of a viewer's feed (contract §3.1, §4)
 CREATE OR REPLACE FUNCTION feed.get_personalized_feed(
     p_user_id bigint, p_page_size integer DEFAULT 12, p_page_after text DEFAULT NULL,
@@ -546,13 +739,26 @@ DECLARE
     v_limit integer;
     v_want integer;
     v_ids bigint[];
+    v_authors bigint[];
+    v_categories text[];
+    v_created timestamptz[];
     v_sources text[];
     v_collab double precision[];
     v_unseen integer;
     v_cap integer := greatest(feed._setting_integer('max_posts_per_author'), 1);
+    v_category_cap integer := greatest(floor(feed._setting_number('max_category_share') * p_page_size)::integer, 1);
+    v_max_repeats integer := feed._setting_integer('max_repeats_per_page');
+    v_protected integer := feed._setting_integer('protected_top_ranks');
+    v_rep_ids bigint[];
+    v_rep_authors bigint[];
+    v_rep_categories text[];
+    v_rep_seen timestamptz[];
+    v_repeats integer := 0;
+    v_fresh integer;
+    v_top integer;
+    v_excluded jsonb;
     v_epsilon double precision;
     v_quotas jsonb;
-    v_selected integer;
     v_next_cursor text;
 BEGIN
     PERFORM feed._authorize_viewer(p_user_id, p_anonymous_allowed => true);
@@ -583,16 +789,51 @@ BEGIN
         IF v_page_no > v_session.pages_served + 1 OR v_page_no < 2 THEN
             PERFORM feed._bad_argument('p_page_after', 'invalid cursor (page out of sequence)');
         END IF;
+        -- a session keeps its first context; exclude_post_ids given on a later
+        -- page join the session's (this page and every later one)
+        v_excluded := CASE WHEN jsonb_typeof(v_context -> 'exclude_post_ids') = 'array'
+                                AND jsonb_array_length(v_context -> 'exclude_post_ids') > 0
+                           THEN (SELECT jsonb_agg(DISTINCT e ORDER BY e) FROM (
+                                     SELECT e FROM jsonb_array_elements(v_context -> 'exclude_post_ids') e
+                                     UNION
+                                     SELECT e FROM jsonb_array_elements(CASE WHEN jsonb_typeof(
+                                         v_session.context -> 'exclude_post_ids') = 'array'
+                                         THEN v_session.context -> 'exclude_post_ids' ELSE '[]' END) e) x) END;
         v_context := v_session.context;
-        UPDATE feed.feed_sessions s SET expires_at = v_now + feed._setting_interval('session_lifetime')
+        IF v_excluded IS NOT NULL AND v_excluded IS DISTINCT FROM v_context -> 'exclude_post_ids' THEN
+            v_context := v_context || jsonb_build_object('exclude_post_ids', v_excluded);
+        END IF;
+        UPDATE feed.feed_sessions s SET expires_at = v_now + feed._setting_interval('session_lifetime'),
+                                        context = v_context
         WHERE s.session_id = v_session.session_id;
         IF v_page_no <= v_session.pages_served THEN
-            -- a retried cursor: the page as it was served
+            -- a retried cursor: the page as it was served, in the same order,
+            -- minus the posts that may no longer be shown (deleted, removed,
+            -- blocked, muted, hidden, excluded by the request or, with
+            -- in_network_only, out of the network now)
+            v_viewer := feed._viewer_context(p_user_id, v_now);
             v_next_cursor := feed._cursor_encode(v_session.session_id, v_page_no + 1);
             RETURN QUERY
-            SELECT i.rank, i.post_id, i.author_id, i.score, i.source, i.is_repeat, i.reasons, v_next_cursor
+            SELECT (row_number() OVER (ORDER BY i.rank))::integer, i.post_id, i.author_id, i.score, i.source,
+                   i.is_repeat, i.reasons, v_next_cursor
             FROM feed.feed_session_items i
+            JOIN feed.posts p ON p.post_id = i.post_id
             WHERE i.session_id = v_session.session_id AND i.page_no = v_page_no
+              AND feed._post_visible_to(p.visibility, p.is_deleted, p.media_ready, p.duration_ms, p.author_id,
+                                        p_user_id, feed._setting_integer('max_duration_ms'))
+              AND (p_user_id IS NULL OR coalesce((v_context ->> 'include_own_posts')::boolean, false)
+                   OR p.author_id <> p_user_id)
+              AND p.author_id <> ALL (feed._bigints(v_viewer -> 'blocked'))
+              AND p.author_id <> ALL (feed._bigints(v_viewer -> 'muted_authors'))
+              AND (p.collective_id IS NULL OR p.collective_id <> ALL (feed._bigints(v_viewer -> 'muted_collectives')))
+              AND p.category <> ALL (feed._texts(v_viewer -> 'muted_categories'))
+              AND NOT EXISTS (SELECT 1 FROM feed.hidden_posts h WHERE h.user_id = p_user_id AND h.post_id = p.post_id)
+              AND p.post_id <> ALL (feed._bigints(CASE WHEN jsonb_typeof(v_context -> 'exclude_post_ids') = 'array'
+                                                       THEN v_context -> 'exclude_post_ids' END))
+              AND (NOT coalesce((v_context ->> 'in_network_only')::boolean, false) OR p_user_id IS NULL
+                   OR p.collective_id = ANY (feed._bigints(v_viewer -> 'collectives'))
+                   OR EXISTS (SELECT 1 FROM feed.follows f WHERE f.follower_id = p_user_id
+                                                           AND f.followee_id = p.author_id))
             ORDER BY i.rank;
             RETURN;
         END IF;
@@ -605,16 +846,45 @@ BEGIN
     -- the ladder: bounded sources, then wider, then every eligible post
     v_limit := greatest(2 * p_page_size, 24);
     LOOP
-        SELECT array_agg(c.post_id ORDER BY c.sort_key, c.post_id), array_agg(c.source ORDER BY c.sort_key, c.post_id),
-               array_agg(c.collab ORDER BY c.sort_key, c.post_id)
-        INTO v_ids, v_sources, v_collab
+        SELECT array_agg(c.post_id ORDER BY c.sort_key, c.post_id), array_agg(c.author_id ORDER BY c.sort_key, c.post_id),
+               array_agg(c.category ORDER BY c.sort_key, c.post_id), array_agg(c.created_at ORDER BY c.sort_key, c.post_id),
+               array_agg(c.source ORDER BY c.sort_key, c.post_id), array_agg(c.collab ORDER BY c.sort_key, c.post_id)
+        INTO v_ids, v_authors, v_categories, v_created, v_sources, v_collab
         FROM feed._feed_candidates(p_user_id, v_session.session_id, v_session.seed, v_page_no, v_session.mode,
                                    v_viewer, v_context, v_limit, v_level = 2, false, v_now) c;
         v_unseen := coalesce(cardinality(v_ids), 0);
-        EXIT WHEN v_unseen >= v_want OR v_level = 2;
+        -- enough, and (from the first step, while one more step may find
+        -- them) enough categories for the page to keep max_category_share
+        EXIT WHEN v_level = 2
+               OR (v_unseen >= v_want
+                   AND (v_level >= 1 OR jsonb_array_length(coalesce(v_context -> 'categories', '[]')) = 1
+                        OR (SELECT sum(least(n.c, v_category_cap)) FROM (
+                                SELECT count(*) AS c FROM unnest(v_categories) AS u(category) GROUP BY u.category) n)
+                           >= p_page_size));
         v_level := v_level + 1;
         v_limit := CASE WHEN v_level = 1 THEN v_limit * 8 ELSE v_want + p_page_size END;
     END LOOP;
+
+    -- controlled repeats (posts seen within the cooldown), only while unseen
+    -- inventory is under the waterline and max_repeats_per_page > 0: up to
+    -- max_repeats_per_page of them below the protected top ranks, and as many
+    -- as it takes to fill the page when unseen posts run out
+    IF p_user_id IS NOT NULL AND v_max_repeats > 0 AND v_unseen < v_want THEN
+        SELECT array_agg(c.post_id ORDER BY c.sort_key, c.post_id), array_agg(c.author_id ORDER BY c.sort_key, c.post_id),
+               array_agg(c.category ORDER BY c.sort_key, c.post_id),
+               array_agg(c.last_seen_at ORDER BY c.sort_key, c.post_id)
+        INTO v_rep_ids, v_rep_authors, v_rep_categories, v_rep_seen
+        FROM feed._feed_candidates(p_user_id, v_session.session_id, v_session.seed, v_page_no, v_session.mode,
+                                   v_viewer, v_context, p_page_size + 100, true, true, v_now) c;
+        v_repeats := least(coalesce(cardinality(v_rep_ids), 0),
+                           greatest(p_page_size - v_unseen,
+                                    least(v_max_repeats, greatest(p_page_size - v_protected, 0))),
+                           p_page_size);
+    END IF;
+    v_fresh := least(v_unseen, p_page_size - v_repeats);
+    -- repeats take the ranks right after the protected top (or after every
+    -- unseen row when fewer unseen rows than protected ranks are left)
+    v_top := least(v_protected, v_fresh);
 
     IF v_session.mode = 'personalized' THEN
         v_epsilon := coalesce((v_profile.params ->> 'epsilon')::double precision, feed._setting_number('epsilon'));
@@ -622,14 +892,21 @@ BEGIN
         INSERT INTO feed.feed_session_items (session_id, page_no, rank, post_id, author_id, score, source,
                                              is_repeat, reasons)
         WITH scored AS (
-            SELECT s.*, row_number() OVER (PARTITION BY s.author_id ORDER BY s.score DESC, s.post_id) - 1 AS k
+            SELECT s.*, cat.category, cat.created_at,
+                   row_number() OVER (PARTITION BY s.author_id ORDER BY s.score DESC, s.post_id) - 1 AS k
             FROM feed._score_posts(p_user_id, v_viewer, v_profile.name, v_context, v_ids, v_sources, v_collab,
                                    v_now) s
+            JOIN unnest(v_ids, v_categories, v_created) AS cat(post_id, category, created_at) ON cat.post_id = s.post_id
         ), discounted AS (
             -- the k-th post of an author on a page is worth 0.75 * 0.5^k + 0.25 of its score
             SELECT d.*, 0.75 * power(0.5::double precision, d.k) + 0.25 AS diversity,
-                   row_number() OVER (PARTITION BY d.source ORDER BY d.k >= v_cap, d.score DESC, d.post_id)
-                       AS source_rank,
+                   -- quota slots: following takes the newest, rising a seeded
+                   -- random pick, every other source its best scores
+                   row_number() OVER (PARTITION BY d.source ORDER BY d.k >= v_cap,
+                                      CASE d.source WHEN 'following' THEN -extract(epoch FROM d.created_at)
+                                                    WHEN 'rising' THEN feed._uniform(v_session.seed + v_page_no, d.post_id)
+                                                    ELSE -d.score END,
+                                      d.post_id) AS source_rank,
                    -- exploration: a seeded draw, candidates of the explore source first
                    row_number() OVER (ORDER BY d.k >= v_cap, d.source <> 'explore',
                                       feed._uniform(v_session.seed, d.post_id), d.post_id) AS explore_rank
@@ -643,57 +920,58 @@ BEGIN
                         WHEN d.k < v_cap THEN 3
                         ELSE 4 END AS priority
             FROM discounted d
-        ), picked AS (
-            SELECT d.*, CASE WHEN d.priority = 0 THEN 'explore' ELSE d.source END AS shown_source
+        ), ordered AS (
+            SELECT d.*, CASE WHEN d.priority = 0 THEN 'explore' ELSE d.source END AS shown_source,
+                   row_number() OVER (ORDER BY d.priority, d.score * d.diversity DESC, d.post_id) AS ord
             FROM prioritized d
-            ORDER BY d.priority, d.score * d.diversity DESC, d.post_id
-            LIMIT p_page_size
+        ), chosen AS (
+            -- one call of _pick for the page (in FROM: never once per row)
+            SELECT x.ord FROM (SELECT array_agg(o.author_id ORDER BY o.ord) AS authors,
+                                      array_agg(o.category ORDER BY o.ord) AS categories FROM ordered o) a
+            CROSS JOIN LATERAL unnest(feed._pick(a.authors, a.categories, NULL, NULL, v_fresh, v_cap, v_category_cap))
+                AS x(ord)
+        ), picked AS (
+            SELECT o.* FROM ordered o JOIN chosen c ON c.ord = o.ord
+        ), ranked AS (
+            SELECT p.*, row_number() OVER (ORDER BY p.score * p.diversity DESC, p.post_id) AS q FROM picked p
         )
-        SELECT v_session.session_id, v_page_no,
-               row_number() OVER (ORDER BY p.score * p.diversity DESC, p.post_id),
+        SELECT v_session.session_id, v_page_no, CASE WHEN p.q <= v_top THEN p.q ELSE p.q + v_repeats END,
                p.post_id, p.author_id, p.score * p.diversity, p.shown_source, false,
                feed._reasons(v_profile.name, v_profile.weights, v_session.mode, p.shown_source, p.components, p.score,
                              jsonb_build_object('author_diversity', p.diversity))
-        FROM picked p;
+        FROM ranked p;
     ELSE
         INSERT INTO feed.feed_session_items (session_id, page_no, rank, post_id, author_id, score, source,
                                              is_repeat, reasons)
-        SELECT v_session.session_id, v_page_no, u.ord, u.post_id, p.author_id,
+        SELECT v_session.session_id, v_page_no, CASE WHEN u.q <= v_top THEN u.q ELSE u.q + v_repeats END,
+               u.post_id, p.author_id,
                CASE v_session.mode WHEN 'trending' THEN p.trending_score
                                    WHEN 'random' THEN feed._uniform(v_session.seed, u.post_id)
                                    ELSE extract(epoch FROM p.created_at) END,
                u.source, false,
                jsonb_build_object('mode', v_session.mode, 'source', u.source,
                                   'trending_score', p.trending_score, 'created_at', p.created_at)
-        FROM unnest(v_ids[1:p_page_size], v_sources[1:p_page_size]) WITH ORDINALITY AS u(post_id, source, ord)
+        FROM (SELECT v_ids[x.i] AS post_id, v_sources[x.i] AS source, row_number() OVER (ORDER BY x.i) AS q
+              FROM unnest(feed._pick(v_authors, v_categories, NULL, NULL, v_fresh, v_cap, v_category_cap)) AS x(i)) u
         JOIN feed.posts p ON p.post_id = u.post_id;
     END IF;
-    GET DIAGNOSTICS v_selected = ROW_COUNT;
 
-    -- controlled repeats fill what unseen inventory cannot: least recently seen
-    -- first, after every unseen post (so never in the protected top ranks
-    -- while enough unseen posts exist), preferring authors not yet at the cap
-    IF v_selected < p_page_size AND p_user_id IS NOT NULL THEN
+    -- the repeats: least recently seen first, within the caps while possible,
+    -- the rows already on the page counted
+    IF v_repeats > 0 THEN
         INSERT INTO feed.feed_session_items (session_id, page_no, rank, post_id, author_id, score, source,
                                              is_repeat, reasons)
-        WITH repeats AS (
-            SELECT c.*, row_number() OVER (PARTITION BY c.author_id ORDER BY c.sort_key, c.post_id)
-                        + coalesce((SELECT count(*) FROM feed.feed_session_items i
-                                    WHERE i.session_id = v_session.session_id AND i.page_no = v_page_no
-                                      AND i.author_id = c.author_id), 0) AS author_slot
-            FROM feed._feed_candidates(p_user_id, v_session.session_id, v_session.seed, v_page_no, v_session.mode,
-                                       v_viewer, v_context, p_page_size - v_selected + 100, true, true, v_now) c
-        ), chosen AS (
-            SELECT r.* FROM repeats r
-            ORDER BY r.author_slot > v_cap, r.sort_key, r.post_id
-            LIMIT p_page_size - v_selected
-        )
-        SELECT v_session.session_id, v_page_no,
-               v_selected + row_number() OVER (ORDER BY c.author_slot > v_cap, c.sort_key, c.post_id),
-               c.post_id, c.author_id, 0, 'repeat', true,
+        SELECT v_session.session_id, v_page_no, v_top + row_number() OVER (ORDER BY x.i),
+               v_rep_ids[x.i], v_rep_authors[x.i], 0, 'repeat', true,
                jsonb_build_object('mode', v_session.mode, 'profile', v_session.profile, 'source', 'repeat',
-                                  'last_seen_at', c.last_seen_at)
-        FROM chosen c;
+                                  'last_seen_at', v_rep_seen[x.i])
+        FROM unnest(feed._pick(v_rep_authors, v_rep_categories,
+                               (SELECT array_agg(i.author_id) FROM feed.feed_session_items i
+                                WHERE i.session_id = v_session.session_id AND i.page_no = v_page_no),
+                               (SELECT array_agg(p.category) FROM feed.feed_session_items i
+                                JOIN feed.posts p ON p.post_id = i.post_id
+                                WHERE i.session_id = v_session.session_id AND i.page_no = v_page_no),
+                               v_repeats, v_cap, v_category_cap)) AS x(i);
     END IF;
 
     UPDATE feed.feed_sessions s SET pages_served = v_page_no WHERE s.session_id = v_session.session_id;
@@ -757,7 +1035,14 @@ BEGIN
         CASE WHEN jsonb_typeof(v_context -> 'categories') = 'array'
                   AND NOT v_post.category = ANY (feed._texts(v_context -> 'categories')) THEN 'category_not_requested' END,
         CASE WHEN jsonb_typeof(v_context -> 'post_types') = 'array'
-                  AND NOT v_post.post_type = ANY (feed._texts(v_context -> 'post_types')) THEN 'post_type_not_requested' END
+                  AND NOT v_post.post_type = ANY (feed._texts(v_context -> 'post_types')) THEN 'post_type_not_requested' END,
+        CASE WHEN jsonb_typeof(v_context -> 'exclude_post_ids') = 'array'
+                  AND v_post.post_id = ANY (feed._bigints(v_context -> 'exclude_post_ids')) THEN 'excluded_by_request' END,
+        CASE WHEN coalesce((v_context ->> 'in_network_only')::boolean, false)
+                  AND NOT coalesce(v_post.collective_id = ANY (feed._bigints(v_viewer -> 'collectives')), false)
+                  AND NOT EXISTS (SELECT 1 FROM feed.follows f WHERE f.follower_id = p_user_id
+                                                                AND f.followee_id = v_post.author_id)
+             THEN 'out_of_network' END
     ], NULL);
 
     SELECT * INTO v_scored

@@ -458,3 +458,13 @@ CREATE TABLE feed.user_post_state (
 );
 COMMENT ON TABLE feed.user_post_state IS
     'Per-viewer states of a post (liked, praised, trophied, saved), as of the latest call; derived from feed.interactions.';
+-- a setting may be a boolean (personalization_enabled)
+ALTER TABLE feed.settings DROP CONSTRAINT settings_kind_known,
+    ADD CONSTRAINT settings_kind_known CHECK (kind IN ('integer', 'number', 'interval', 'text', 'boolean'));
+
+-------------------------------------------------------------------------------
+-- revision 0007: uniform random draws
+-- uniform random draws (random mode, exploration): a post's place in this
+-- index is a hash of its id, unrelated to the id's size, the row's place in
+-- the table or gaps between ids
+CREATE INDEX posts_random_key_idx ON feed.posts (pg_catalog.hashint8(post_id));
