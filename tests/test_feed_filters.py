@@ -225,8 +225,12 @@ def test_max_duration_and_max_posts_per_author(db):
 
 def test_session_lifetime(db):
     world(db, 20)
-    setting(db, "session_lifetime", "0 seconds")
+    setting(db, "session_lifetime", "1 second")
     rows = page(db, 1, 5)
+    # the session lives exactly the setting's lifetime from its page (one now() per call)
+    assert db.execute("SELECT expires_at - created_at FROM feed.feed_sessions").fetchone()[0].total_seconds() == 1
+    # once that has passed (aged here, no waiting), the cursor is refused
+    db.execute("UPDATE feed.feed_sessions SET expires_at = expires_at - interval '1 minute'")
     with pytest.raises(psycopg.Error) as excinfo:
         page(db, 1, 5, rows[0][7])
     assert excinfo.value.sqlstate == "22023"

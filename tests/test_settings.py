@@ -107,7 +107,7 @@ def test_every_value_at_either_end_of_its_range_is_live_and_breaks_nothing(db):
     for name, kind, low, high in all_settings(db):
         if kind == "text":
             continue  # viewer_claim: any claim name; exercised in test_security
-        for value in (low, high):
+        for value in (("false", "true") if kind == "boolean" else (low, high)):
             with db.transaction(force_rollback=True):
                 db.execute("UPDATE feed.settings SET value = %s WHERE name = %s", [value, name])
                 assert db.execute("SELECT feed._setting(%s)", [name]).fetchone() == (value,)
@@ -135,6 +135,10 @@ def test_any_in_range_value_is_stored_and_read_back(db, data):
         value = f"{seconds} seconds"
         typed = db.execute("SELECT %s::interval", [value]).fetchone()[0]
         accessor = "SELECT feed._setting_interval(%s)"
+    elif kind == "boolean":
+        value = data.draw(st.sampled_from(["true", "false", "on", "off", "yes", "no", "1", "0"]))
+        typed = value
+        accessor = "SELECT feed._setting(%s)"
     else:
         value = data.draw(st.text(alphabet="abcdefghij_", min_size=int(low), max_size=min(int(high), 30)))
         typed = value

@@ -189,8 +189,7 @@ BEGIN
     -- unless the request names a mode
     v_mode := coalesce(v_context ->> 'mode',
                        CASE WHEN p_user_id IS NULL THEN 'chronological'
-                            WHEN lower(btrim(feed._setting('personalization_enabled'))) IN ('false', 'f', 'off', 'no', '0')
-                                THEN 'trending'
+                            WHEN NOT feed._setting('personalization_enabled')::boolean THEN 'trending'
                             ELSE 'personalized' END);
     IF v_mode NOT IN ('personalized', 'trending', 'chronological', 'random') THEN
         PERFORM feed._bad_argument('p_context.mode', format(
