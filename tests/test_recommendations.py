@@ -139,7 +139,7 @@ def test_a_tiny_world_with_a_known_answer(db):
         log(db, user, post, minutes_ago=ago)
     written = build(db)
 
-    g, b, shrink = 0.75, 0.7, 100.0                # the defaults
+    g, b, shrink = 0.75, 0.55, 20.0
     w1, w2 = 2 ** -g, 3 ** -g                 # viewer weights: 2 and 3 liked posts
     n = {1: 3, 2: 2, 3: 1}                     # viewers per post
     sim_1_2 = (w1 + w2) / (n[1] * n[2] ** b + shrink)

@@ -12,13 +12,13 @@ SELECT d.name, d.value, d.value, d.kind, d.description FROM (VALUES
     ('recommendation_ttl',             '24 hours', 'interval', 'build_recommendations: precomputed recommendations expire after this.'),
     ('recommendation_neighbors',       '100',      'integer',  'build_recommendations: item-to-item neighbours kept per post (feed.item_neighbors).'),
     ('recommendations_per_user',       '50',       'integer',  'build_recommendations: recommendations kept per viewer (feed.recommendations).'),
-    ('recommendation_history',         '50',       'integer',  'build_recommendations: a viewer''s most recent positive posts that are expanded into recommendations; older ones are ignored.'),
-    ('recommendation_recency_exponent', '1',       'number',   'build_recommendations and live scoring: the viewer''s r-th most recent positive post (r = 1, 2, ...) weighs r^-exponent when its neighbours are summed (0: every post alike; what a viewer engages with next follows their latest taste).'),
+    ('recommendation_history',         '300',      'integer',  'build_recommendations: a viewer''s most recent positive posts that are expanded into recommendations; older ones are ignored.'),
+    ('recommendation_recency_exponent', '0',       'number',   'build_recommendations and live scoring: the viewer''s r-th most recent positive post (r = 1, 2, ...) weighs r^-exponent when its neighbours are summed (0: every post alike; 1 with recommendation_history 50 suits feeds where what a viewer engages with next follows their latest taste, see docs/evaluation.md).'),
     ('recommendation_pair_history',    '100',      'integer',  'build_recommendations: a viewer''s most recent positive posts that count in co-occurrence (pairs cost the square of this; bounds very long histories).'),
     ('recommendation_history_exponent', '0.75',    'number',   'build_recommendations: a viewer with n positive posts adds n^-exponent to each co-occurrence (long histories say less about any one pair).'),
-    ('recommendation_popularity_exponent', '0.7',  'number',   'build_recommendations: sim(i, j) divides by n_j^exponent, n_j = viewers of the neighbour j (0 favours popular posts, 1 removes popularity).'),
+    ('recommendation_popularity_exponent', '0.55', 'number',   'build_recommendations: sim(i, j) divides by n_j^exponent, n_j = viewers of the neighbour j (0 favours popular posts, 1 removes popularity).'),
     ('recommendation_min_support',     '2',        'integer',  'build_recommendations: two posts are neighbours only when at least this many viewers engaged with both (1 keeps one-off pairs: more reach for rarely seen posts, much more work).'),
-    ('recommendation_shrinkage',       '100',      'number',   'build_recommendations: added to the similarity''s denominator; damps pairs of rarely seen posts.'),
+    ('recommendation_shrinkage',       '20',       'number',   'build_recommendations: added to the similarity''s denominator; damps pairs of rarely seen posts.'),
     ('recommendation_min_watch_ratio', '0.5',      'number',   'build_recommendations: a view counts as a positive signal when its watch ratio is at least this.'),
     ('live_collaborative_history',     '20',       'integer',  'Live collaborative scoring: how many of the viewer''s most recent positive posts are expanded through feed.item_neighbors.')
 ) AS d (name, value, kind, description)
