@@ -139,7 +139,7 @@ def test_a_tiny_world_with_a_known_answer(db):
         log(db, user, post, minutes_ago=ago)
     written = build(db)
 
-    g, b, shrink = 0.75, 0.7, 100.0                # the defaults
+    g, b, shrink = 0.75, 0.55, 20.0
     w1, w2 = 2 ** -g, 3 ** -g                 # viewer weights: 2 and 3 liked posts
     n = {1: 3, 2: 2, 3: 1}                     # viewers per post
     sim_1_2 = (w1 + w2) / (n[1] * n[2] ** b + shrink)
@@ -164,9 +164,10 @@ def test_a_tiny_world_with_a_known_answer(db):
     assert db.execute("SELECT DISTINCT algorithm FROM feed.recommendations").fetchall() == [("itemknn",)]
 
 
-@pytest.mark.parametrize("support", [1, 2, 3])
-def test_a_random_world_matches_the_reference_implementation(db, support):
+@pytest.mark.parametrize("support, recency", [(1, "0"), (2, "0"), (3, "0"), (2, "1"), (2, "0.5")])
+def test_a_random_world_matches_the_reference_implementation(db, support, recency):
     rng = random.Random(5)
+    db.execute("UPDATE feed.settings SET value = %s WHERE name = 'recommendation_recency_exponent'", [recency])
     n_posts, n_users = 40, 25
     for p in range(1, n_posts + 1):
         add_post(db, p, author_id=rng.choice([1, 2, 3, 1000 + p]))   # viewers 1..3 author some posts
@@ -466,7 +467,9 @@ def live(db, user, limit=10):
     return db.execute("SELECT post_id, score, because FROM feed._live_collaborative(%s, %s)", [user, limit]).fetchall()
 
 
-def test_live_collaborative_scores_recent_positives_through_the_neighbours(db):
+@pytest.mark.parametrize("recency", ["0", "1"])
+def test_live_collaborative_scores_recent_positives_through_the_neighbours(db, recency):
+    db.execute("UPDATE feed.settings SET value = %s WHERE name = 'recommendation_recency_exponent'", [recency])
     posts(db, *range(1, 8))
     for user, items in {1: [1, 2, 3], 2: [1, 2, 4], 3: [2, 5], 4: [3, 6, 7]}.items():
         for post in items:
