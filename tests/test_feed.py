@@ -347,3 +347,15 @@ def test_explain_score_errors(db):
     with pytest.raises(psycopg.Error) as excinfo:
         db.execute("""SELECT feed.explain_score(1, 42, '{"profile": "nope"}')""")
     assert excinfo.value.sqlstate == "22023"
+
+
+def test_the_largest_page_widens_the_ladder_without_error(db):
+    """A page of 100 for a viewer without precomputed recommendations widens
+    the ladder to sources of 1600 candidates; the live collaborative and taste
+    sources are capped at what they accept (found by the fuzz test)."""
+    world(db, 40)
+    db.execute("SELECT feed.record_interaction(1, 3, 'like')")
+    rows = page(db, 1, 100)
+    # every post once: the 39 unseen, then the liked one as a controlled repeat
+    assert len(rows) == 40 and len({r[1] for r in rows}) == 40
+    assert [r[1] for r in rows if r[5]] == [3]

@@ -313,12 +313,12 @@ BEGIN
         WHERE v_has_recs
         UNION ALL
         SELECT l.post_id, 'collaborative', 3, l.score
-        FROM feed._live_collaborative(p_user_id, p_limit) l
+        FROM feed._live_collaborative(p_user_id, least(p_limit, 1000)) l
         WHERE v_live
         UNION ALL
         -- similar: nearest posts to the viewer's taste vector
         SELECT s.post_id, 'similar', 4, NULL
-        FROM feed._taste_candidates(p_user_id, p_limit) s
+        FROM feed._taste_candidates(p_user_id, least(p_limit, 1000)) s
         WHERE v_similar
         UNION ALL
         -- trending: the top of the trending order (also the whole 'trending' mode)
