@@ -147,6 +147,7 @@ DECLARE
     v_profile text;
     v_key text;
 BEGIN
+    PERFORM feed._check_context_values(p_context);  -- size and typed keys (25_validation.sql)
     IF jsonb_typeof(v_context) <> 'object' THEN
         PERFORM feed._bad_argument('p_context', 'must be a JSON object');
     END IF;
