@@ -25,6 +25,7 @@ FROZEN_REVISIONS = {
     "0004_post_embeddings.sql": "5b4c7698c2098a2da24829ba01a58e9d6fd177317cee0e64c6dba10af1370f32",
     "0003_feed_sessions_and_recommendations.sql": "12da73a591987df9b6602cb01ce6927c6e5b67054b12cfc4607347d0d82e400e",
     "0005_user_identities.sql": "f62eb93561287775eeba9e354822a2e8a9849140e6be5e7572ff3f679476a4e3",
+    "0008_experiments.sql": "c3973c64b8116770785bfe8684c7debe0a0d33e32bfaba9be613351e02cea1ed",
 }
 
 
