@@ -314,3 +314,12 @@ def test_results_list_every_variant_and_refuse_unknown_experiments(db):
         db.execute("SELECT * FROM feed.experiment_results('nope')")
     with pytest.raises(psycopg.errors.InvalidParameterValue):
         db.execute("SELECT * FROM feed.feed_metrics('-1 day')")
+
+
+def test_experiment_reasons(db):
+    def reasons(value):
+        return db.execute("SELECT feed._experiment_reasons(%s)", [json.dumps(value)]).fetchone()[0]
+
+    assert reasons({}) == {}
+    assert reasons({"exp": "a"}) == {"experiment": "exp", "variant": "a"}
+    assert reasons({"exp": "a", "flag": "on"}) == {"experiments": {"exp": "a", "flag": "on"}}

@@ -264,6 +264,23 @@ AS $func$
 $func$;
 
 -------------------------------------------------------------------------------
+-- _experiment_reasons: what every served row's reasons say about the
+-- session's experiments (contract §8): {"experiment": name, "variant": v}
+-- for one, {"experiments": {name: variant}} for several, {} for none
+CREATE OR REPLACE FUNCTION feed._experiment_reasons(p_experiments jsonb)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    SELECT CASE
+        WHEN p_experiments IS NULL OR p_experiments = '{}' THEN '{}'::jsonb
+        WHEN (SELECT count(*) FROM jsonb_object_keys(p_experiments)) = 1 THEN
+            (SELECT jsonb_build_object('experiment', e.key, 'variant', e.value)
+             FROM jsonb_each(p_experiments) e)
+        ELSE jsonb_build_object('experiments', p_experiments) END
+$func$;
+
+-------------------------------------------------------------------------------
 -- _setting_override: the value a running variant gives a setting inside the
 -- current feed call, or NULL. get_personalized_feed sets the transaction-local
 -- pgfeed.setting_overrides (jsonb text) with set_config(..., true) under a
@@ -295,10 +312,11 @@ $func$;
 -------------------------------------------------------------------------------
 -- _served: served rows not yet rolled up (sessions that expired on or after
 -- the rollup watermark), served at or after p_from, each with whether the
--- same viewer engaged with the post within attribution_window of serving it.
+-- same viewer engaged with the post within attribution_window of serving it;
+-- only sessions that recorded p_experiment, when it is given.
 -- Reads sessions by feed_sessions_expires_idx, their rows by the primary key,
 -- and a viewer's interactions by interactions_user_recent_idx.
-CREATE OR REPLACE FUNCTION feed._served(p_from timestamptz)
+CREATE OR REPLACE FUNCTION feed._served(p_from timestamptz, p_experiment text DEFAULT NULL)
 RETURNS TABLE (session_id uuid, user_id bigint, experiments jsonb, page_no integer, post_id bigint,
                author_id bigint, source text, is_repeat boolean, served_at timestamptz, engaged boolean)
 LANGUAGE sql STABLE
@@ -316,6 +334,7 @@ AS $func$
          feed.feed_sessions s
          JOIN feed.feed_session_items i ON i.session_id = s.session_id
     WHERE s.expires_at >= m.rolled_up_before AND i.served_at >= p_from
+      AND (p_experiment IS NULL OR s.experiments ? p_experiment)
 $func$;
 
 -------------------------------------------------------------------------------
@@ -343,8 +362,8 @@ BEGIN
         SELECT u.variant, u.user_id, sum(u.impressions) AS impressions, sum(u.engagements) AS engagements
         FROM (SELECT r.experiments ->> p_experiment AS variant, r.user_id, count(*) AS impressions,
                      count(*) FILTER (WHERE r.engaged) AS engagements
-              FROM feed._served('-infinity') r
-              WHERE r.user_id IS NOT NULL AND r.experiments ? p_experiment
+              FROM feed._served('-infinity', p_experiment) r
+              WHERE r.user_id IS NOT NULL
               GROUP BY 1, 2
               UNION ALL
               SELECT a.variant, a.user_id, a.impressions, a.engagements
