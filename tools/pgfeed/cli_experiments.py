@@ -8,7 +8,7 @@ import json
 
 import click
 
-from .cli import Context, console, dsn_options, echo_json, json_option
+from .cli_options import connect, console, dsn_options, echo_json, json_option
 
 
 @click.group()
@@ -70,7 +70,7 @@ def experiments_create(name, variants_json, rollout, profile, settings_json, sal
         pgfeed experiments create more-exploration --rollout 10 --settings '{"epsilon": 0.2}' --start
     """
     variants = _variants(variants_json, rollout, profile, settings_json)
-    with Context(dsn, data_dir).connect() as conn:
+    with connect(dsn, data_dir) as conn:
         row = conn.execute(
             "INSERT INTO feed.experiments (name, variants, status, salt, description) VALUES (%s, %s, %s, %s, %s)"
             " RETURNING name, status, variants", [name, json.dumps(variants), "running" if start else "draft", salt,
@@ -82,7 +82,7 @@ def experiments_create(name, variants_json, rollout, profile, settings_json, sal
 
 
 def _set_status(name: str, status: str, dsn, data_dir, as_json: bool) -> None:
-    with Context(dsn, data_dir).connect() as conn:
+    with connect(dsn, data_dir) as conn:
         row = conn.execute("UPDATE feed.experiments SET status = %s WHERE name = %s"
                            " RETURNING name, status, started_at, stopped_at", [status, name]).fetchone()
     if row is None:
@@ -117,7 +117,7 @@ def experiments_stop(name, dsn, data_dir, as_json):
 def experiments_list(dsn, data_dir, as_json):
     """Every experiment, running ones first."""
     columns = ("name", "status", "variants", "salt", "started_at", "stopped_at", "description")
-    with Context(dsn, data_dir).connect() as conn:
+    with connect(dsn, data_dir) as conn:
         rows = [dict(zip(columns, r)) for r in conn.execute(
             "SELECT name, status, variants, salt, started_at, stopped_at, description FROM feed.experiments"
             " ORDER BY status <> 'running', status, name").fetchall()]
@@ -152,7 +152,7 @@ def experiments_results(name, dsn, data_dir, as_json):
     (docs/experiments.md says how to read them).
     """
     columns = ("variant", "viewers", "impressions", "engagements", "engagement_rate", "ci_low", "ci_high")
-    with Context(dsn, data_dir).connect() as conn:
+    with connect(dsn, data_dir) as conn:
         rows = [dict(zip(columns, r)) for r in conn.execute(
             "SELECT * FROM feed.experiment_results(%s)", [name]).fetchall()]
     if as_json:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from .cli import Context, dsn_options
+from .cli_options import connect, dsn_options
 
 EXTRA_HINT = "the report draws with matplotlib, an optional extra: pip install 'pgfeed[report]'"
 Z95 = 1.959963984540054
@@ -322,6 +322,6 @@ def report(html_path, since, dsn, data_dir):
         pgfeed report --html feed-report.html --since '14 days'
     """
     _pyplot()
-    with Context(dsn, data_dir).connect() as conn:
+    with connect(dsn, data_dir) as conn:
         path = write_report(conn, html_path, since)
     click.echo(f"report: {path.resolve()}")
