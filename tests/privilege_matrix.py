@@ -23,6 +23,9 @@ FUNCTIONS: dict[str, dict[str, str]] = {
     "build_recommendations": {"pgfeed_app": "no", "pgfeed_viewer": "no", "pgfeed_admin": "yes"},
     "run_maintenance": {"pgfeed_app": "no", "pgfeed_viewer": "no", "pgfeed_admin": "yes"},
     "rebuild_counters": {"pgfeed_app": "no", "pgfeed_viewer": "no", "pgfeed_admin": "yes"},
+    "assign_variant": {"pgfeed_app": "yes", "pgfeed_viewer": "yes", "pgfeed_admin": "yes"},
+    "experiment_results": {"pgfeed_app": "no", "pgfeed_viewer": "no", "pgfeed_admin": "yes"},
+    "feed_metrics": {"pgfeed_app": "no", "pgfeed_viewer": "no", "pgfeed_admin": "yes"},
     "any private function (`feed._*`)": {"pgfeed_app": "no", "pgfeed_viewer": "no", "pgfeed_admin": "no"},
 }
 
@@ -39,6 +42,7 @@ TABLES: dict[str, dict[str, str]] = {
     "impressions": {"pgfeed_app": "", "pgfeed_viewer": "SELECT (own rows)", "pgfeed_admin": ""},
     "settings": {"pgfeed_app": "", "pgfeed_viewer": "", "pgfeed_admin": "SELECT, UPDATE (value)"},
     "ranking_profiles": {"pgfeed_app": "", "pgfeed_viewer": "", "pgfeed_admin": ALL},
+    "experiments": {"pgfeed_app": "", "pgfeed_viewer": "", "pgfeed_admin": ALL},
     "every other table (engine state, sessions, install_state)": {
         "pgfeed_app": "", "pgfeed_viewer": "", "pgfeed_admin": ""},
 }

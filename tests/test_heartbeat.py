@@ -118,7 +118,7 @@ def test_run_maintenance_does_every_chore(db):
     db.execute("INSERT INTO feed.seen_posts VALUES (7, 1, now() - interval '40 days', now() - interval '31 days', 1),"
                " (7, 2, now() - interval '2 days', now() - interval '2 days', 1)")
     db.execute("INSERT INTO feed.feed_sessions (session_id, mode, profile, seed, expires_at) VALUES"
-               " (gen_random_uuid(), 'trending', 'default', 1, now() - interval '1 minute'),"
+               " (gen_random_uuid(), 'trending', 'default', 1, now() - interval '2 days'),"
                " (gen_random_uuid(), 'trending', 'default', 2, now() + interval '1 minute')")
     db.execute("INSERT INTO feed.recommendations (user_id, post_id, score, algorithm, expires_at) VALUES"
                " (7, 1, 1, 'itemknn', now() - interval '1 minute'), (7, 2, 1, 'itemknn', now() + interval '1 hour')")

@@ -89,6 +89,7 @@ def small_world(db) -> None:
     db.execute("INSERT INTO feed.follows (follower_id, followee_id) VALUES (7, 100), (7, 101), (8, 102)")
     for user_id, post_id, action in [(8, 1, "like"), (8, 2, "like"), (7, 1, "view"), (8, 3, "comment")]:
         db.execute("SELECT feed.record_interaction(%s, %s, %s)", [user_id, post_id, action])
+    db.execute("""INSERT INTO feed.experiments (name, variants) VALUES ('exp', '{"a": {"weight": 1}, "b": {"weight": 1}}')""")
 
 
 # ---------------------------------------------------------------------------
@@ -109,6 +110,9 @@ FUNCTION_CALLS = {
     "build_recommendations": "SELECT feed.build_recommendations('30 days')",
     "run_maintenance": "SELECT feed.run_maintenance()",
     "rebuild_counters": "SELECT feed.rebuild_counters()",
+    "assign_variant": "SELECT feed.assign_variant({user}, 'exp')",
+    "experiment_results": "SELECT * FROM feed.experiment_results('exp')",
+    "feed_metrics": "SELECT * FROM feed.feed_metrics('1 day')",
     "any private function (`feed._*`)": "SELECT feed._setting('cooldown')",
 }
 
@@ -549,6 +553,21 @@ def exercise_everything(db) -> None:
                     db.execute("SELECT * FROM feed.get_personalized_feed(%s, 4, %s)", [user, cursor]).fetchall()
             db.execute("SELECT feed.explain_score(7, 2, %s)", ['{"profile": "%s"}' % profile])
     db.execute("SELECT * FROM feed.similar_posts(1, 5)").fetchall()
+    db.execute("""INSERT INTO feed.experiments (name, variants, status) VALUES ('flag', '{"on": {"weight": 30,"""
+               """ "profile": "hybrid", "settings": {"epsilon": 0.2}}, "control": {"weight": 70}}', 'running')""")
+    with db.transaction(), contextlib.suppress(psycopg.errors.InvalidParameterValue):
+        db.execute("""INSERT INTO feed.experiments (name, variants) VALUES ('bad', '{"x": {"weight": 1,"""
+                   """ "settings": {"epsilon": "-1"}}}')""")
+    db.execute("SELECT feed.assign_variant(7, 'flag'), feed._session_experiments(7, '{}'),"
+               " feed._variant_settings('{\"flag\": \"on\"}'), feed._setting_override('epsilon')")
+    db.execute("UPDATE feed.feed_sessions SET experiments = '{\"flag\": \"on\"}', expires_at = now() - interval '2 days'")
+    db.execute("SELECT * FROM feed.experiment_results('flag')").fetchall()
+    db.execute("SELECT * FROM feed.feed_metrics('30 days')").fetchall()
+    db.execute("SELECT * FROM feed._page_metrics('30 days')").fetchall()
+    db.execute("SELECT feed._rollup_analytics()")
+    db.execute("SELECT * FROM feed.experiment_results('flag')").fetchall()
+    db.execute("SELECT * FROM feed.feed_metrics('30 days')").fetchall()
+    db.execute("UPDATE feed.experiments SET status = 'stopped' WHERE name = 'flag'")
     db.execute("SELECT feed.trending_score(1, 2, 3, 4.5, 6.5, now() - interval '3 hours')")
     db.execute("SELECT feed.refresh_trending_scores('30 days')")
     db.execute("SELECT feed.run_maintenance()")

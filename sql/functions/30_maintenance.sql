@@ -141,10 +141,14 @@ BEGIN
 
     v_creators := feed._refresh_creator_quality();
 
-    -- sessions past their lifetime (their served pages go with them)
+    -- sessions past their lifetime and their attribution window (their served
+    -- pages go with them), once analytics has folded them into its rollups
+    PERFORM feed._rollup_analytics();
     DELETE FROM feed.feed_sessions s
     WHERE s.session_id = ANY (ARRAY(SELECT o.session_id FROM feed.feed_sessions o
-                                    WHERE o.expires_at < v_now ORDER BY o.expires_at LIMIT v_limit));
+                                    WHERE o.expires_at < (SELECT least(r.rolled_up_before, v_now)
+                                                          FROM feed.analytics_rollup_state r)
+                                    ORDER BY o.expires_at LIMIT v_limit));
     GET DIAGNOSTICS v_sessions = ROW_COUNT;
 
     DELETE FROM feed.recommendations r

@@ -9,7 +9,8 @@
 --                  user, and the host tables (not their engine columns);
 --   pgfeed_viewer  an end user's own connection (PostgREST, Supabase): the
 --                  same functions, only as itself, and its own log rows;
---   pgfeed_admin   pgfeed_app plus settings, profiles and the scheduled work.
+--   pgfeed_admin   pgfeed_app plus settings, profiles, experiments, analytics
+--                  and the scheduled work.
 -- The public functions are SECURITY DEFINER (declared in their own files),
 -- so no role needs any privilege on the engine's tables.
 
@@ -68,6 +69,9 @@ GRANT EXECUTE ON FUNCTION
     feed.current_viewer()
 TO pgfeed_app, pgfeed_viewer;
 
+-- experiment assignment: every role (contract §7)
+GRANT EXECUTE ON FUNCTION feed.assign_variant(bigint, text) TO pgfeed_app, pgfeed_viewer, pgfeed_admin;
+
 -- scheduled work (contract §3.3): administrators and cron
 GRANT EXECUTE ON FUNCTION
     feed.trending_score(bigint, bigint, bigint, numeric, numeric, timestamptz, timestamptz),
@@ -75,7 +79,9 @@ GRANT EXECUTE ON FUNCTION
     feed.build_recommendations(interval),
     feed.build_recommendations(interval, boolean),
     feed.run_maintenance(),
-    feed.rebuild_counters()
+    feed.rebuild_counters(),
+    feed.experiment_results(text),
+    feed.feed_metrics(interval)
 TO pgfeed_admin;
 
 -------------------------------------------------------------------------------
@@ -97,6 +103,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE
 -- knobs: administrators change values (each checked by its trigger) and profiles
 GRANT SELECT, UPDATE (value) ON feed.settings TO pgfeed_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON feed.ranking_profiles TO pgfeed_admin;
+-- experiments and feature flags (contract §8): each row checked by its trigger
+GRANT SELECT, INSERT, UPDATE, DELETE ON feed.experiments TO pgfeed_admin;
 
 -------------------------------------------------------------------------------
 -- row-level security: an end user's connection reads its own engagement and

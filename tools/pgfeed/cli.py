@@ -103,3 +103,9 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+from .cli_experiments import experiments  # noqa: E402  (imports this module back)
+from .report import report  # noqa: E402
+
+cli.add_command(experiments)
+cli.add_command(report)
