@@ -323,3 +323,39 @@ def test_experiment_reasons(db):
     assert reasons({}) == {}
     assert reasons({"exp": "a"}) == {"experiment": "exp", "variant": "a"}
     assert reasons({"exp": "a", "flag": "on"}) == {"experiments": {"exp": "a", "flag": "on"}}
+
+
+# ---------------------------------------------------------------------------
+# the feed applies the viewer's variants
+
+def _variant_world(db):
+    for post_id in range(1, 41):
+        db.execute("INSERT INTO feed.posts (post_id, author_id, category, created_at)"
+                   " VALUES (%s, %s, %s, now() - %s * interval '1 hour')",
+                   [post_id, 100 + post_id % 7, ("art", "music", "film")[post_id % 3], post_id])
+
+
+def test_the_feed_applies_the_variant_profile_and_settings_and_records_them(db):
+    _variant_world(db)
+    db.execute("""INSERT INTO feed.experiments (name, variants, status) VALUES ('flag',
+                  '{"on": {"weight": 1, "profile": "hybrid", "settings": {"max_posts_per_author": "1"}}}', 'running')""")
+    rows = db.execute("SELECT author_id, reasons FROM feed.get_personalized_feed(7, 12, NULL)").fetchall()
+    assert all(r[1]["profile"] == "hybrid" and r[1]["experiment"] == "flag" and r[1]["variant"] == "on"
+               for r in rows)
+    # the variant's max_posts_per_author = 1: one post per author on the page (7 authors, so 7 rows
+    # before the cap gives way)
+    authors = [r[0] for r in rows]
+    assert len(set(authors[:7])) == 7
+    assert db.execute("SELECT experiments FROM feed.feed_sessions").fetchone()[0] == {"flag": "on"}
+    # the override lived only inside the call
+    assert db.execute("SELECT feed._setting('max_posts_per_author')").fetchone()[0] == "2"
+    assert db.execute("SELECT current_setting('pgfeed.setting_overrides', true)").fetchone()[0] in (None, "", "{}")
+
+
+def test_an_explicit_profile_wins_over_the_variant(db):
+    _variant_world(db)
+    db.execute("""INSERT INTO feed.experiments (name, variants, status) VALUES ('p',
+                  '{"on": {"weight": 1, "profile": "hybrid"}}', 'running')""")
+    rows = db.execute("""SELECT reasons FROM feed.get_personalized_feed(7, 5, NULL, '{"profile": "social"}')""").fetchall()
+    assert {r[0]["profile"] for r in rows} == {"social"}
+    assert all("experiment" not in r[0] for r in rows)

@@ -2,7 +2,10 @@
 -- every value castable to its kind. Idempotent: re-applied by every migrate.
 
 -------------------------------------------------------------------------------
--- _setting: the raw text value of a named setting (raises 22023 if unknown)
+-- _setting: the raw text value of a named setting (raises 22023 if unknown);
+-- inside a feed call, an experiment variant's override of it wins
+-- (feed._setting_override, 70_experiments.sql; validated when the experiment
+-- was written)
 CREATE OR REPLACE FUNCTION feed._setting(p_name text)
 RETURNS text
 LANGUAGE plpgsql STABLE PARALLEL SAFE
@@ -16,7 +19,7 @@ BEGIN
         RAISE EXCEPTION 'unknown setting: %', p_name
             USING ERRCODE = '22023', HINT = 'SELECT name FROM feed.settings lists them';
     END IF;
-    RETURN v_value;
+    RETURN coalesce(feed._setting_override(p_name), v_value);
 END
 $func$;
 

@@ -726,10 +726,15 @@ SET search_path = pg_catalog, pg_temp
 -- the statements inside are large and their shape never depends on the
 -- values: planning them once per connection beats re-planning every call
 SET plan_cache_mode = force_generic_plan
+-- experiments override settings for this call only: set_config(..., true)
+-- inside a function with its own SET of the variable is undone at its exit
+SET pgfeed.setting_overrides = '{}'
 AS $func$
 DECLARE
     v_now timestamptz := now();
     v_context jsonb;
+    v_experiments jsonb;
+    v_experiment_reasons jsonb;
     v_session feed.feed_sessions;
     v_page_no integer;
     v_cursor record;
@@ -745,10 +750,10 @@ DECLARE
     v_sources text[];
     v_collab double precision[];
     v_unseen integer;
-    v_cap integer := greatest(feed._setting_integer('max_posts_per_author'), 1);
-    v_category_cap integer := greatest(floor(feed._setting_number('max_category_share') * p_page_size)::integer, 1);
-    v_max_repeats integer := feed._setting_integer('max_repeats_per_page');
-    v_protected integer := feed._setting_integer('protected_top_ranks');
+    v_cap integer;
+    v_category_cap integer;
+    v_max_repeats integer;
+    v_protected integer;
     v_rep_ids bigint[];
     v_rep_authors bigint[];
     v_rep_categories text[];
@@ -766,13 +771,23 @@ BEGIN
         PERFORM feed._bad_argument('p_page_size', format('must be between 1 and 100, got %s',
                                    coalesce(p_page_size::text, 'null')));
     END IF;
+    IF p_page_after IS NULL THEN
+        -- the viewer's variants of the running experiments (70_experiments.sql):
+        -- a variant's profile unless the request names one, and its settings
+        v_experiments := feed._session_experiments(p_user_id, p_context);
+        IF v_experiments ->> 'profile' IS NOT NULL THEN
+            p_context := coalesce(p_context, '{}') || jsonb_build_object('profile', v_experiments ->> 'profile');
+        END IF;
+        PERFORM set_config('pgfeed.setting_overrides', coalesce(v_experiments -> 'settings', '{}')::text, true);
+    END IF;
     v_context := feed._check_context(p_user_id, p_context);
 
     -- the session: a new one, or the one the cursor continues
     IF p_page_after IS NULL THEN
-        INSERT INTO feed.feed_sessions (session_id, user_id, mode, profile, context, seed, expires_at)
+        INSERT INTO feed.feed_sessions (session_id, user_id, mode, profile, context, seed, expires_at, experiments)
         SELECT s.id, p_user_id, v_context ->> 'mode', v_context ->> 'profile', v_context,
-               hashtextextended(s.id::text, 0), v_now + feed._setting_interval('session_lifetime')
+               hashtextextended(s.id::text, 0), v_now + feed._setting_interval('session_lifetime'),
+               coalesce(v_experiments -> 'experiments', '{}')
         FROM (SELECT gen_random_uuid() AS id) s
         RETURNING * INTO v_session;
         v_page_no := 1;
@@ -785,6 +800,8 @@ BEGIN
         IF v_session.user_id IS DISTINCT FROM p_user_id THEN
             PERFORM feed._bad_argument('p_page_after', 'the cursor belongs to another viewer');
         END IF;
+        -- the session keeps the variants it started with
+        PERFORM set_config('pgfeed.setting_overrides', feed._variant_settings(v_session.experiments)::text, true);
         v_page_no := v_cursor.page_no;
         IF v_page_no > v_session.pages_served + 1 OR v_page_no < 2 THEN
             PERFORM feed._bad_argument('p_page_after', 'invalid cursor (page out of sequence)');
@@ -815,7 +832,7 @@ BEGIN
             v_next_cursor := feed._cursor_encode(v_session.session_id, v_page_no + 1);
             RETURN QUERY
             SELECT (row_number() OVER (ORDER BY i.rank))::integer, i.post_id, i.author_id, i.score, i.source,
-                   i.is_repeat, i.reasons, v_next_cursor
+                   i.is_repeat, i.reasons || feed._experiment_reasons(v_session.experiments), v_next_cursor
             FROM feed.feed_session_items i
             JOIN feed.posts p ON p.post_id = i.post_id
             WHERE i.session_id = v_session.session_id AND i.page_no = v_page_no
@@ -839,6 +856,12 @@ BEGIN
         END IF;
     END IF;
 
+    -- settings read after the session's experiment overrides are in place
+    v_cap := greatest(feed._setting_integer('max_posts_per_author'), 1);
+    v_category_cap := greatest(floor(feed._setting_number('max_category_share') * p_page_size)::integer, 1);
+    v_max_repeats := feed._setting_integer('max_repeats_per_page');
+    v_protected := feed._setting_integer('protected_top_ranks');
+    v_experiment_reasons := feed._experiment_reasons(v_session.experiments);
     SELECT * INTO v_profile FROM feed.ranking_profiles r WHERE r.name = v_session.profile;
     v_viewer := feed._viewer_context(p_user_id, v_now);
     v_want := greatest(feed._setting_integer('inventory_waterline'), p_page_size);
@@ -978,7 +1001,8 @@ BEGIN
 
     v_next_cursor := feed._cursor_encode(v_session.session_id, v_page_no + 1);
     RETURN QUERY
-    SELECT i.rank, i.post_id, i.author_id, i.score, i.source, i.is_repeat, i.reasons, v_next_cursor
+    SELECT i.rank, i.post_id, i.author_id, i.score, i.source, i.is_repeat,
+           i.reasons || v_experiment_reasons, v_next_cursor
     FROM feed.feed_session_items i
     WHERE i.session_id = v_session.session_id AND i.page_no = v_page_no
     ORDER BY i.rank;
