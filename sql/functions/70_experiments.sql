@@ -6,12 +6,16 @@
 
 -------------------------------------------------------------------------------
 -- attribution_window: how long after serving a positive interaction counts
-INSERT INTO feed.settings AS s (name, value, default_value, kind, description)
-SELECT d.name, d.value, d.value, d.kind, d.description FROM (VALUES
-    ('attribution_window', '24 hours', 'interval',
+INSERT INTO feed.settings AS s (name, value, default_value, kind, min_value, max_value, description)
+SELECT d.name, d.value, d.value, d.kind, d.min_value, d.max_value, d.description FROM (VALUES
+    ('attribution_window', '24 hours', 'interval', '1 minute', '30 days',
      'Experiments and feed metrics: a positive interaction with a served post counts as engagement within this time after serving it.')
-) AS d (name, value, kind, description)
-ON CONFLICT (name) DO NOTHING;
+) AS d (name, value, kind, min_value, max_value, description)
+ON CONFLICT (name) DO UPDATE
+SET default_value = excluded.default_value, kind = excluded.kind, min_value = excluded.min_value,
+    max_value = excluded.max_value, description = excluded.description
+WHERE (s.default_value, s.kind, s.min_value, s.max_value, s.description)
+      IS DISTINCT FROM (excluded.default_value, excluded.kind, excluded.min_value, excluded.max_value, excluded.description);
 
 -------------------------------------------------------------------------------
 -- _pick_variant: the variant a user falls into. A hash of salt and user id

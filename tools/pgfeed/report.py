@@ -238,8 +238,9 @@ def _rate_plot(ax, rows: list[tuple[str, int, int]]) -> None:
         names.append(f"{name}\n(n={n})")
         rate = k / n if n else math.nan
         rates.append(rate)
-        lows.append(rate - low if n else 0)
-        highs.append(high - rate if n else 0)
+        # clamped: float rounding can leave the interval a hair inside the rate
+        lows.append(max(rate - low, 0.0) if n else 0)
+        highs.append(max(high - rate, 0.0) if n else 0)
     positions = list(range(len(names)))
     ax.errorbar(positions, rates, yerr=[lows, highs], fmt="o", capsize=6)
     ax.set_xticks(positions, names, fontsize="small")
