@@ -14,6 +14,8 @@ codes, --json, progress) is in cli_common.py and documented in docs/cli.md:
     cli_health.py   doctor
     cli_tour.py     demo, bench, eval
     cli_schedule.py schedule install|list|remove (pg_cron)
+    cli_experiments.py experiments create|start|stop|list|results
+    report.py       report --html
 
 A new command goes in a module of its own and is registered with one
 ``cli.add_command(...)`` line below.
@@ -45,7 +47,7 @@ from .cli_common import (  # noqa: F401 - re-exported: tests and other modules i
     progress_bar,
     spinner,
 )
-from . import cli_config, cli_data, cli_feed, cli_health, cli_jobs, cli_rebuild, cli_schedule, cli_server, cli_tour
+from . import cli_config, cli_data, cli_experiments, cli_feed, cli_health, cli_jobs, cli_rebuild, cli_schedule, cli_server, cli_tour, report
 from .cli_feed import fetch_page, page_table, top_reasons  # noqa: F401 - used by demo.py
 
 __all__ = [  # what other modules and the tests import from here
@@ -93,6 +95,8 @@ cli.add_command(cli_tour.demo)
 cli.add_command(cli_tour.bench)
 cli.add_command(cli_tour.eval_)
 cli.add_command(cli_schedule.schedule)
+cli.add_command(cli_experiments.experiments)
+cli.add_command(report.report)
 
 
 # ---------------------------------------------------------------------------
@@ -103,9 +107,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-
-from .cli_experiments import experiments  # noqa: E402  (imports this module back)
-from .report import report  # noqa: E402
-
-cli.add_command(experiments)
-cli.add_command(report)
