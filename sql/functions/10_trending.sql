@@ -1,4 +1,4 @@
--- Trending: the Blingram formula (seed 000 §2), in one place. The reflex
+-- Trending: the Blingram formula, in one place. The reflex
 -- update in record_interaction, the heartbeat and new posts all call
 -- feed._trending_formula; feed.trending_score is its public face with the
 -- default weights.
@@ -81,7 +81,7 @@ $func$;
 -------------------------------------------------------------------------------
 -- _posts_rescore: a post's trending_score follows its counters: at insert (a
 -- new post competes in the trending source before the next heartbeat) and
--- whenever a counter of the formula changes (seed 000 §4A, the "reflex"
+-- whenever a counter of the formula changes (the "reflex"
 -- update), with the operator's weights
 CREATE OR REPLACE FUNCTION feed._posts_rescore()
 RETURNS trigger

@@ -235,7 +235,7 @@ BEGIN
             last_positive_at = greatest(a.last_positive_at, excluded.last_positive_at);
     END IF;
 
-    -- seed 001 §6: hearts, praise and trophies per post type (posts in those states)
+    -- hearts, praise and trophies per post type (posts in those states)
     IF p_action IN ('like', 'praise', 'trophy') THEN
         INSERT INTO feed.user_post_type_affinity AS t (user_id, post_type, interaction_count, last_interaction_at)
         VALUES (p_user_id, p_post_type, state_delta, p_now)
@@ -248,7 +248,7 @@ BEGIN
         WHERE t.user_id = p_user_id AND t.post_type = p_post_type;
     END IF;
 
-    -- seed 002: affinity in [-1, 1] that halves every half-life without new signals
+    -- affinity in [-1, 1] that halves every half-life without new signals
     v_half_life := extract(epoch FROM feed._setting_interval('category_affinity_half_life'));
     INSERT INTO feed.user_category_affinity AS c (user_id, category, affinity, updated_at)
     VALUES (p_user_id, p_category, greatest(-1, least(1, feed._category_signal(p_action))), p_now)
@@ -267,7 +267,7 @@ $func$;
 
 -------------------------------------------------------------------------------
 -- _observe_engagement: one exposure of the viewer to a post, folded into the
--- viewer's moving averages (seed 004, alpha = setting ema_alpha). The first
+-- viewer's moving averages. The first
 -- observation sets a rate outright instead of averaging it with zero.
 CREATE OR REPLACE FUNCTION feed._observe_engagement(
     p_user_id bigint, p_liked boolean, p_commented boolean, p_shared boolean,

@@ -609,7 +609,7 @@ $func$;
 
 -------------------------------------------------------------------------------
 -- _live_collaborative: bounded live scoring from feed.item_neighbors for a
--- viewer without fresh precomputed recommendations (seed 003: precomputed,
+-- viewer without fresh precomputed recommendations (precomputed,
 -- then live, then fallback). Expands the viewer's live_collaborative_history
 -- most recent positive posts (found among their latest interactions) with the
 -- same rules, recency weights and exclusions as build_recommendations; score / best (best =

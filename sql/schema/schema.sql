@@ -229,7 +229,7 @@ CREATE TABLE feed.user_author_affinity (
         AND view_count >= 0 AND negative_count >= 0)
 );
 COMMENT ON TABLE feed.user_author_affinity IS
-    'What a viewer did to an author''s posts, by kind, and the last positive act (seed 001 interaction history).';
+    'What a viewer did to an author''s posts, by kind, and the last positive act.';
 
 CREATE TABLE feed.user_post_type_affinity (
     user_id             bigint NOT NULL,
@@ -240,7 +240,7 @@ CREATE TABLE feed.user_post_type_affinity (
     CONSTRAINT user_post_type_affinity_count_not_negative CHECK (interaction_count >= 0)
 );
 COMMENT ON TABLE feed.user_post_type_affinity IS
-    'Hearts, praise and trophies a viewer gave per post type (seed 001 post-type preference).';
+    'Hearts, praise and trophies a viewer gave per post type (post-type preference).';
 
 CREATE TABLE feed.user_category_affinity (
     user_id    bigint NOT NULL,
@@ -251,7 +251,7 @@ CREATE TABLE feed.user_category_affinity (
     CONSTRAINT user_category_affinity_range CHECK (affinity BETWEEN -1 AND 1)
 );
 COMMENT ON TABLE feed.user_category_affinity IS
-    'Taste per category in [-1, 1] as of updated_at; it halves every category_affinity_half_life (seed 002).';
+    'Taste per category in [-1, 1] as of updated_at; it halves every category_affinity_half_life.';
 
 CREATE TABLE feed.user_signals (
     user_id      bigint PRIMARY KEY,
@@ -267,7 +267,7 @@ CREATE TABLE feed.user_signals (
         AND (watch_ratio IS NULL OR watch_ratio BETWEEN 0 AND 1))
 );
 COMMENT ON TABLE feed.user_signals IS
-    'Exponential moving averages of a viewer''s engagement (seed 004 user_interest_signals, alpha = ema_alpha).';
+    'Exponential moving averages of a viewer''s engagement (alpha = ema_alpha).';
 
 CREATE TABLE feed.creator_quality (
     author_id    bigint PRIMARY KEY,
@@ -280,7 +280,7 @@ CREATE TABLE feed.creator_quality (
     refreshed_at timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE feed.creator_quality IS
-    'Rolling creator metrics over posts of the last creator_quality_window, refreshed by run_maintenance (seed 004).';
+    'Rolling creator metrics over posts of the last creator_quality_window, refreshed by run_maintenance.';
 
 CREATE TABLE feed.job_runs (
     job         text PRIMARY KEY,
@@ -408,7 +408,7 @@ CREATE TABLE feed.recommendations (
     expires_at   timestamptz NOT NULL,
     PRIMARY KEY (user_id, post_id)
 );
-COMMENT ON TABLE feed.recommendations IS 'Precomputed per-viewer recommendations (seed 002/003), read by the collaborative source.';
+COMMENT ON TABLE feed.recommendations IS 'Precomputed per-viewer recommendations, read by the collaborative source.';
 -- collaborative source: a viewer's best fresh recommendations
 CREATE INDEX recommendations_user_score_idx ON feed.recommendations (user_id, score DESC);
 -- run_maintenance: expiring recommendations
