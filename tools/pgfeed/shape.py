@@ -84,6 +84,10 @@ def _grants(rows) -> dict[str, list[str]]:
     """{object: sorted ["grantee:PRIVILEGE", ...]} from (object, grantee, privilege, grantable) rows."""
     out: dict[str, list[str]] = {}
     for name, grantee, privilege, grantable in rows:
+        if grantee == "<owner>" and privilege == "MAINTAIN":
+            # PostgreSQL 17 added MAINTAIN to an owner's default privileges; older servers
+            # have no such privilege, and the same install must match the manifest on both
+            continue
         out.setdefault(name, []).append(f"{grantee}:{privilege}{'*' if grantable else ''}")
     return {name: sorted(items) for name, items in out.items()}
 
