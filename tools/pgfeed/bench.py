@@ -38,6 +38,34 @@ DEFAULT_SEED = 42
 FLOOR_SQL = "SELECT post_id FROM feed.posts ORDER BY trending_score DESC LIMIT 12"
 FEED_SQL = "SELECT * FROM feed.get_personalized_feed(%s, %s, %s)"
 
+# What an app would write without pgfeed: the six-signal art-community score as one
+# annotated query over public posts of a time window, with a 30-day cooldown as an
+# anti-join on seen posts. No sessions, no fallback, no diversity, no reasons, no cursor.
+# docs/performance.md prints it, so a reader can rerun it by hand.
+PEER_SQL = """\
+SELECT p.post_id,
+       0.15 * 100 * exp(-extract(epoch FROM now() - p.created_at) / 3600 / 24)      -- recency
+     + 0.25 * 50 * (f.followee_id IS NOT NULL)::int                                -- follows the author
+     + 0.20 * least(5 * coalesce(a.like_count + a.praise_count
+                                 + a.trophy_count, 0), 40)                          -- hearts to the author
+     + 0.15 * least(p.like_count + 2 * p.praise_count + 5 * p.trophy_count
+                    + 0.5 * p.comment_count, 50)                                    -- engagement
+     + 0.15 * 30 * (m.user_id IS NOT NULL)::int                                     -- same collective
+     + 0.10 * 10 * coalesce(t.interaction_count, 0) AS score                        -- post-type taste
+FROM feed.posts p
+LEFT JOIN feed.follows f ON f.follower_id = %(user)s AND f.followee_id = p.author_id
+LEFT JOIN feed.user_author_affinity a ON a.user_id = %(user)s AND a.author_id = p.author_id
+LEFT JOIN feed.collective_members m ON m.user_id = %(user)s AND m.collective_id = p.collective_id
+LEFT JOIN feed.user_post_type_affinity t ON t.user_id = %(user)s AND t.post_type = p.post_type
+WHERE p.visibility = 'public' AND NOT p.is_deleted
+  AND p.created_at > now() - %(window)s::interval
+  AND NOT EXISTS (SELECT 1 FROM feed.seen_posts s
+                  WHERE s.user_id = %(user)s AND s.post_id = p.post_id
+                    AND s.last_seen_at > now() - interval '30 days')
+ORDER BY score DESC
+LIMIT 12"""
+PEER_WINDOWS = ("24 hours", "7 days")
+
 
 @dataclass
 class Options:
@@ -191,6 +219,20 @@ def measure_latencies(conn, users: list[int], samples: int) -> dict:
     return result
 
 
+def measure_peer(conn, users: list[int], samples: int, feed_page12: dict) -> dict:
+    """The naive peer's latency per window, and pgfeed's first page beside it."""
+    rng = random.Random(2)
+    result = {}
+    for window in PEER_WINDOWS:
+        for user in users[:20]:  # warm the cache the same way as the feed
+            conn.execute(PEER_SQL, {"user": user, "window": window}, prepare=True).fetchall()
+        timings = percentiles([timed(conn, PEER_SQL, {"user": rng.choice(users), "window": window})[0]
+                               for _ in range(samples)])
+        timings["pgfeed_speedup_p50"] = round(timings["p50"] / feed_page12["p50"], 1) if feed_page12.get("n") else None
+        result[window] = timings
+    return result
+
+
 def measure_similar(conn, samples: int) -> dict:
     ids = [r[0] for r in conn.execute(
         "SELECT post_id FROM feed.posts WHERE embedding IS NOT NULL ORDER BY hashint8(post_id) LIMIT %s",
@@ -246,6 +288,9 @@ def run(dsn: str | None, data_dir: Path | None, options: Options, progress=lambd
             conn.execute(FEED_SQL, [user, 12, None], prepare=True).fetchall()
         progress("feed latency", 0, 1)
         report["latency"] = measure_latencies(conn, users, options.samples)
+        progress("naive peer latency", 0, 1)
+        report["peer_ms"] = measure_peer(conn, users, max(20, options.samples // 10),
+                                         report["latency"]["feed_page12_first_ms"])
         progress("similar_posts latency", 0, 1)
         report["similar_posts_ms"] = measure_similar(conn, min(options.samples, 1000))
         max_user = max(users)
@@ -271,15 +316,15 @@ def run(dsn: str | None, data_dir: Path | None, options: Options, progress=lambd
 
 
 def targets(report: dict) -> dict:
-    """The issue's targets next to what was measured (they apply to the large scale)."""
+    """The performance goals next to what was measured (they apply to the large scale)."""
     lat = report["latency"]
     checks = {
         "feed_p95_ms<=10": lat["feed_page12_first_ms"]["p95"] <= 10,
         "feed_p99_ms<=25": lat["feed_page12_first_ms"]["p99"] <= 25,
-        "ratio_p50<=5": lat["ratio_to_floor"]["p50"] <= 5,
-        "feeds_per_second>=300": (report["feeds_per_second"]["per_second"] or 0) >= 300,
+        "feed_page50_p50_ms<=20": lat["feed_page50_first_ms"]["p50"] <= 20,
+        "feeds_per_second>=600": (report["feeds_per_second"]["per_second"] or 0) >= 600,
         "record_interaction_random>=3000": (report["record_interaction_random"]["per_second"] or 0) >= 3000,
-        "record_interaction_hot>=1000": (report["record_interaction_hot_post"]["per_second"] or 0) >= 1000,
+        "record_interaction_hot>=1500": (report["record_interaction_hot_post"]["per_second"] or 0) >= 1500,
         "heartbeat_s_per_100k<=2": report["heartbeat"]["seconds_per_100k_posts"] <= 2,
         "build_recommendations_s<=600": report["build_recommendations"]["seconds"] <= 600,
         "similar_posts_p95_ms<=5": report["similar_posts_ms"].get("p95", 0) <= 5,
@@ -300,6 +345,8 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
         ("feed, page 12, third page", p(lat["feed_page12_third_ms"])),
         ("feed, page 50, first page", p(lat["feed_page50_first_ms"])),
         ("personalized / floor", f"p50 {lat['ratio_to_floor']['p50']}x / p95 {lat['ratio_to_floor']['p95']}x"),
+        *[(f"naive peer, {window} window", f"{p(timing)}; pgfeed {timing['pgfeed_speedup_p50']}x faster at p50")
+          for window, timing in report.get("peer_ms", {}).items()],
         (f"feeds/s, {report['feeds_per_second']['clients']} clients", f"{report['feeds_per_second']['per_second']:.0f}"),
         ("record_interaction/s, random posts", f"{report['record_interaction_random']['per_second']:.0f}"),
         ("record_interaction/s, one post, 16 clients", f"{report['record_interaction_hot_post']['per_second']:.0f}"),
