@@ -608,3 +608,26 @@ def test_planted_operators_and_functions_never_run(empty_database, pg_server):
         db.execute("SELECT public.victim()")
         assert db.execute("SELECT is_called FROM public.pwned").fetchone()[0] is True
     # the planted objects go with the database (empty_database drops it)
+
+
+def test_a_callers_setting_overrides_never_reach_the_engine(db, db_dsn, roles):
+    """Experiment overrides live in pgfeed.setting_overrides for the length of one feed
+    call; a caller setting that name in its own transaction changes nothing."""
+    small_world(db)
+    db.execute("SELECT feed.record_impressions(7, ARRAY[6]::bigint[])")
+    with acting(db_dsn, "pgfeed_t_viewer", viewer="7") as conn:
+        assert conn.execute("SELECT feed.explain_score(7, 6) -> 'in_cooldown'").fetchone()[0] is True
+        conn.execute("""SELECT set_config('pgfeed.setting_overrides', '{"cooldown": "0 seconds"}', true)""")
+        assert conn.execute("SELECT feed.explain_score(7, 6) -> 'in_cooldown'").fetchone()[0] is True
+        # the feed still treats post 6 as seen: at most a controlled repeat
+        sources = dict(conn.execute(
+            "SELECT post_id, source FROM feed.get_personalized_feed(7, 12, NULL, '{}')").fetchall())
+        assert sources.get(6, "repeat") == "repeat", sources
+
+
+def test_every_definer_function_clears_the_override_setting(db):
+    unguarded = [r[0] for r in db.execute(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'feed'::regnamespace"
+        " AND p.prosecdef AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) c"
+        "                                 WHERE c LIKE 'pgfeed.setting\\_overrides=%')").fetchall()]
+    assert unguarded == []

@@ -123,3 +123,25 @@ DROP POLICY IF EXISTS viewer_reads_own_impressions ON feed.impressions;
 CREATE POLICY viewer_reads_own_impressions ON feed.impressions
     FOR SELECT TO pgfeed_viewer
     USING (user_id OPERATOR(pg_catalog.=) feed.current_viewer());
+
+-------------------------------------------------------------------------------
+-- experiment overrides stay inside the feed call. feed._setting honours
+-- pgfeed.setting_overrides, which get_personalized_feed sets for the length
+-- of one call; any caller can set that name in its own session, so every
+-- other SECURITY DEFINER function clears it for its own duration. All the
+-- function files run before this one on every migrate (one digest), so the
+-- CREATE OR REPLACE above never leaves one without it.
+DO $do$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN
+        SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+        WHERE p.pronamespace OPERATOR(pg_catalog.=) 'feed'::regnamespace AND p.prosecdef
+          AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(p.proconfig) c
+                          WHERE c LIKE 'pgfeed.setting\_overrides=%')
+    LOOP
+        EXECUTE pg_catalog.format('ALTER FUNCTION %s SET pgfeed.setting_overrides = %L', f, '');
+    END LOOP;
+END
+$do$;
