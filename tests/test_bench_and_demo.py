@@ -40,6 +40,8 @@ def test_bench_reports_every_figure_with_sane_values(empty_database, tmp_path):
         assert report[name]["per_second"] > 0 and report[name]["failed"] == 0, name
     assert report["record_interaction_hot_post"]["clients"] == 16
     assert report["heartbeat"]["seconds"] > 0 and report["heartbeat"]["posts_in_window"] > 0
+    worst = report["heartbeat"]["every_post_rewritten"]
+    assert worst["rescored"] >= report["heartbeat"]["posts_in_window"] > report["heartbeat"]["rescored"] > 0
     assert report["build_recommendations"]["rows"] > 0
     assert report["similar_posts_ms"]["n"] > 0
     assert report["sizes"]["posts"]["total_mb"] > 0

@@ -71,12 +71,17 @@ def test_explain(small_world, db_dsn):
 
 
 def test_heartbeat_and_maintenance(small_world, db_dsn):
+    stale = "UPDATE feed.posts SET trending_score = 0"  # scores the heartbeat must rewrite
+    small_world.execute(stale)
     beat = json.loads(run("heartbeat", "--dsn", db_dsn, "--json").output)
     assert beat["rescored"] == 30
+    small_world.execute(stale)
     line = run("heartbeat", "--dsn", db_dsn, "--window", "150 minutes")
     assert line.output.startswith("heartbeat: rescored 2 posts")
+    small_world.execute(stale)
     chores = json.loads(run("maintenance", "--dsn", db_dsn, "--json").output)
     assert chores["trending_rescored"] == 30 and "impressions_pruned" in chores
+    small_world.execute(stale)
     text = run("maintenance", "--dsn", db_dsn)
     assert "trending_rescored=30" in text.output and len(text.output.strip().splitlines()) == 1
 

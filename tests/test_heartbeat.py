@@ -42,15 +42,49 @@ def test_posts_leaving_the_window_get_their_final_score_once(db):
     assert db.execute("SELECT feed.refresh_trending_scores('7 days')").fetchone()[0] == 2
     assert db.execute("SELECT trending_score > 0 FROM feed.posts WHERE post_id = 1").fetchone()[0]
     db.execute("UPDATE feed.posts SET trending_score = -1 WHERE post_id = 1")
-    assert db.execute("SELECT feed.refresh_trending_scores('7 days')").fetchone()[0] == 1
+    # post 2, rescored a moment ago, has barely aged: nothing is written
+    assert db.execute("SELECT feed.refresh_trending_scores('7 days')").fetchone()[0] == 0
     assert db.execute("SELECT trending_score FROM feed.posts WHERE post_id = 1").fetchone()[0] == -1
 
 
 def test_heartbeat_records_its_run(db):
     add_post(db, 1)
+    add_post(db, 2)
+    db.execute("UPDATE feed.posts SET trending_score = 0 WHERE post_id = 1")
     db.execute("SELECT feed.refresh_trending_scores()")
     result = db.execute("SELECT last_result FROM feed.job_runs WHERE job = 'heartbeat'").fetchone()[0]
-    assert result["rescored"] == 1
+    assert (result["rescored"], result["unchanged"], result["finalized"]) == (1, 1, 0)
+
+
+@pytest.mark.parametrize("min_change", [0.01, 0.002, 0.0])
+def test_heartbeat_skips_posts_age_has_barely_moved(db, min_change):
+    """Scores written ten minutes ago: the heartbeat rewrites exactly the posts whose
+    score moved by more than heartbeat_min_change, and every score in the window ends
+    within that fraction of the formula."""
+    db.execute("UPDATE feed.settings SET value = %s WHERE name = 'heartbeat_min_change'", [str(min_change)])
+    ages = ["5 minutes", "30 minutes", "2 hours", "9 hours", "20 hours", "1 day 10 hours", "2 days", "3 days",
+            "4 days 12 hours", "6 days 20 hours"]
+    for i, age in enumerate(ages, start=1):
+        add_post(db, i, age=age, like_count=i * 5, comment_count=i % 3, share_count=i % 2)
+    with db.transaction():
+        db.execute("UPDATE feed.posts SET trending_score = feed.trending_score("
+                   " like_count, comment_count, share_count, gift_amount, tip_amount, created_at,"
+                   " now() - interval '10 minutes')")
+        stale = {r[0]: r[1] for r in db.execute("SELECT post_id, trending_score FROM feed.posts").fetchall()}
+        written = db.execute("SELECT feed.refresh_trending_scores('7 days')").fetchone()[0]
+        now = db.execute("SELECT now()").fetchone()[0]
+        rows = scores(db)
+    moved = set()
+    for post_id, (likes, comments, shares, gift, tip, created, score) in rows.items():
+        exact = trending(likes, comments, shares, gift, tip, created, now)
+        if abs(exact - stale[post_id]) > min_change * exact:
+            moved.add(post_id)
+            assert score == pytest.approx(exact, rel=1e-12), post_id
+        else:
+            assert score == stale[post_id], post_id
+        assert abs(score - exact) <= min_change * exact * (1 + 1e-9), post_id
+    assert written == len(moved)
+    assert 0 < len(moved) and (min_change == 0) == (len(moved) == len(ages))
 
 
 def test_small_batches_cover_the_whole_window(db):
@@ -122,6 +156,7 @@ def test_run_maintenance_does_every_chore(db):
                " (gen_random_uuid(), 'trending', 'default', 2, now() + interval '1 minute')")
     db.execute("INSERT INTO feed.recommendations (user_id, post_id, score, algorithm, expires_at) VALUES"
                " (7, 1, 1, 'itemknn', now() - interval '1 minute'), (7, 2, 1, 'itemknn', now() + interval '1 hour')")
+    db.execute("UPDATE feed.posts SET trending_score = 0 WHERE post_id = 1")  # stale: the heartbeat rewrites it
     result = db.execute("SELECT feed.run_maintenance()").fetchone()[0]
     assert result == {"trending_rescored": 1, "impressions_pruned": 1, "seen_pruned": 1, "creators_refreshed": 1,
                       "sessions_expired": 1, "recommendations_expired": 1}

@@ -57,6 +57,7 @@ def assert_rebuild_reproduces(db) -> dict:
     """Inside one transaction (one now()): score every post as of now, take the
     derived state the write functions left, wipe it, rebuild, compare. Rolled back."""
     with db.transaction(force_rollback=True):
+        db.execute("UPDATE feed.settings SET value = '0' WHERE name = 'heartbeat_min_change'")  # exact scores
         db.execute("SELECT feed.refresh_trending_scores('100 years')")
         expected, expected_taste = derived(db), db.execute(TASTE).fetchall()
         wipe_derived(db)
@@ -190,6 +191,7 @@ def test_the_rebuild_repairs_drift_and_is_idempotent(db):
         interact(db, user, post, action)
     watch(db, 9, 1, 12000, liked=True)
     with db.transaction(force_rollback=True):
+        db.execute("UPDATE feed.settings SET value = '0' WHERE name = 'heartbeat_min_change'")  # exact scores
         db.execute("SELECT feed.refresh_trending_scores('100 years')")
         expected = derived(db)
         db.execute("UPDATE feed.posts SET like_count = 40, view_count = 3 WHERE post_id = 1")
@@ -258,6 +260,7 @@ def test_partial_rebuild_equals_the_full_one(db):
     watch(db, 8, 3, 4000, liked=True)
     db.execute("SELECT feed.record_impressions(9, ARRAY[1, 2], 's')")
     with db.transaction(force_rollback=True):
+        db.execute("UPDATE feed.settings SET value = '0' WHERE name = 'heartbeat_min_change'")  # exact scores
         db.execute("SELECT feed.refresh_trending_scores('100 years')")
         expected = derived(db)
         db.execute("UPDATE feed.posts SET like_count = 9, trending_score = 0 WHERE post_id IN (1, 3)")
@@ -375,6 +378,7 @@ def test_a_role_that_does_not_own_the_posts_can_rebuild_too(db):
         # the engine's private functions are granted to no one: an operator grants them
         db.execute(f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA feed TO {role}")
         with db.transaction(force_rollback=True):
+            db.execute("UPDATE feed.settings SET value = '0' WHERE name = 'heartbeat_min_change'")  # exact scores
             db.execute("SELECT feed.refresh_trending_scores('100 years')")
             expected = derived(db)
             wipe_derived(db)

@@ -175,6 +175,7 @@ SELECT d.name, d.value, d.value, d.kind, d.min_value, d.max_value, d.description
     ('author_recency_window',    '7 days',     'interval', '1 second', '10 years',   'The "recently interacted" author boost decays to zero over this window.'),
     ('creator_quality_window',   '30 days',    'interval', '1 second', '10 years',   'Creator quality is computed over the creator''s posts of this window.'),
     ('heartbeat_batch_size',     '5000',       'integer',  '1',        '1000000',    'Posts per heartbeat batch (rows locked at once).'),
+    ('heartbeat_min_change',     '0.01',       'number',   '0',        '0.5',        'The heartbeat leaves a post''s trending score alone while age has moved it by less than this fraction; writes rescore a post at once, and a post leaving the window gets its exact final score.'),
     ('maintenance_batch_size',   '50000',      'integer',  '1',        '10000000',   'At most this many old impressions/sightings pruned per maintenance run.'),
     ('rising_window',            '1 hour',     'interval', '1 minute', '10 years',   'The rising source offers posts created within this window (the last hour by default).'),
     ('viewer_claim',             'sub',        'text',     '1',        '200',        'The JWT claim (in request.jwt.claims, as PostgREST and Supabase set it) that names the viewer: an integer is the user id, any other value is looked up in feed.user_identities.'),

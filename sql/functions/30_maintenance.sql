@@ -17,8 +17,12 @@ $func$;
 -- created within p_window, batch by batch; each UPDATE recomputes from the
 -- row's own committed counters, so a like committed meanwhile is never lost,
 -- and a row locked by a like in progress is skipped (that like's reflex update
--- rescores it). Posts that left the window since the last run get their final
--- score once. Returns the number of posts rescored.
+-- rescores it). A post whose score age has moved by no more than
+-- heartbeat_min_change (relative) keeps its row: every rewrite is a new row
+-- version with an entry in each index of feed.posts, and most of a 7-day
+-- window decays by well under 1% between two runs. Posts that left the window
+-- since the last run get their exact final score once. Returns the number of
+-- posts whose score it wrote.
 CREATE OR REPLACE FUNCTION feed.refresh_trending_scores(p_window interval DEFAULT '7 days')
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
@@ -29,6 +33,7 @@ DECLARE
     v_now timestamptz := now();
     w record;
     v_batch_size integer := greatest(feed._setting_integer('heartbeat_batch_size'), 1);
+    v_min_change double precision := feed._setting_number('heartbeat_min_change');
     v_ids bigint[];
     v_offset integer := 1;
     v_touched integer := 0;
@@ -49,20 +54,29 @@ BEGIN
 
     WHILE v_offset <= coalesce(cardinality(v_ids), 0) LOOP
         UPDATE feed.posts p
-        SET trending_score = feed._trending_formula(
-                p.like_count, p.comment_count, p.share_count, p.gift_amount, p.tip_amount, p.created_at, v_now,
-                w.weight_likes, w.weight_comments, w.weight_shares, w.weight_gifts, w.weight_tips, w.gravity)
-        FROM (SELECT l.post_id FROM feed.posts l
+        SET trending_score = batch.score
+        FROM (SELECT l.post_id, l.created_at <= v_now - p_window AS leaving,
+                     feed._trending_formula(
+                         l.like_count, l.comment_count, l.share_count, l.gift_amount, l.tip_amount, l.created_at,
+                         v_now, w.weight_likes, w.weight_comments, w.weight_shares, w.weight_gifts, w.weight_tips,
+                         w.gravity) AS score
+              FROM feed.posts l
               WHERE l.post_id = ANY (v_ids[v_offset : v_offset + v_batch_size - 1])
               FOR UPDATE SKIP LOCKED) AS batch
-        WHERE p.post_id = batch.post_id;
+        WHERE p.post_id = batch.post_id
+          -- a row version per post and entries in every index of feed.posts:
+          -- skip the posts age has barely moved (writes rescore at once)
+          AND (batch.leaving
+               OR abs(batch.score - p.trending_score) > v_min_change * abs(batch.score)
+               OR (v_min_change = 0 AND batch.score IS DISTINCT FROM p.trending_score));
         GET DIAGNOSTICS v_count = ROW_COUNT;
         v_touched := v_touched + v_count;
         v_offset := v_offset + v_batch_size;
     END LOOP;
 
     PERFORM feed._record_job_run('heartbeat', v_now,
-        jsonb_build_object('window', p_window::text, 'rescored', v_touched - v_finalized, 'finalized', v_finalized));
+        jsonb_build_object('window', p_window::text, 'rescored', v_touched - v_finalized, 'finalized', v_finalized,
+                           'unchanged', coalesce(cardinality(v_ids), 0) - v_touched));
     RETURN v_touched;
 END
 $func$;
