@@ -345,3 +345,15 @@ def test_doctor_stays_green_with_adopted_tables(app):
     assert adopt_follows(dsn).exit_code == EXIT_OK
     result = invoke("doctor", "--dsn", dsn, "--json")
     assert result.exit_code == EXIT_OK, result.output
+
+
+def test_the_app_keeps_writing_after_pgfeed_is_uninstalled(app):
+    db = app
+    dsn = _dsn(db)
+    assert adopt_posts(dsn).exit_code == EXIT_OK and adopt_follows(dsn).exit_code == EXIT_OK
+    db.execute("ALTER TABLE feed.posts RENAME TO posts_gone")
+    db.execute("ALTER TABLE feed.follows RENAME TO follows_gone")
+    insert_post(db, 1, "art")
+    db.execute(sql.SQL("INSERT INTO {} VALUES (1, 2)").format(sql.Identifier(SCHEMA, FOLLOWS)))
+    db.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(SCHEMA, FOLLOWS)))
+    assert db.execute("SELECT count(*) FROM feed.posts_gone").fetchone()[0] == 0

@@ -228,6 +228,9 @@ BEGIN
         v_new_key := format('NEW.%s', v_map -> 'id' ->> 'column');
         v_body := format($body$
 BEGIN
+    IF pg_catalog.to_regclass('feed.posts') IS NULL THEN
+        RETURN NULL;  -- pgfeed was uninstalled: the application's writes go on
+    END IF;
     -- a deleted row, a changed id or a row that can no longer be shown: the old post leaves the feed
     -- (it stays in feed.posts, marked deleted, so that its history stays consistent)
     IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND (%1$s IS DISTINCT FROM %2$s OR NEW.%3$s IS NULL)) THEN
@@ -278,6 +281,9 @@ $backfill$, v_table, array_to_string(v_targets, ', '), v_map -> 'id' ->> 'column
         v_b := v_map -> v_b ->> 'column';
         v_body := format($body$
 BEGIN
+    IF pg_catalog.to_regclass(%4$L) IS NULL THEN
+        RETURN NULL;  -- pgfeed was uninstalled: the application's writes go on
+    END IF;
     -- the old pair leaves feed.* unless another row of the table still holds it
     IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND (OLD.%1$s, OLD.%2$s) IS DISTINCT FROM (NEW.%1$s, NEW.%2$s)) THEN
         IF NOT EXISTS (SELECT 1 FROM %3$s h WHERE h.%1$s = OLD.%1$s AND h.%2$s = OLD.%2$s) THEN
