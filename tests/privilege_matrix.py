@@ -26,6 +26,8 @@ FUNCTIONS: dict[str, dict[str, str]] = {
     "assign_variant": {"pgfeed_app": "yes", "pgfeed_viewer": "yes", "pgfeed_admin": "yes"},
     "experiment_results": {"pgfeed_app": "no", "pgfeed_viewer": "no", "pgfeed_admin": "yes"},
     "feed_metrics": {"pgfeed_app": "no", "pgfeed_viewer": "no", "pgfeed_admin": "yes"},
+    "adopt_sql": {"pgfeed_app": "no", "pgfeed_viewer": "no", "pgfeed_admin": "yes"},
+    "adopted_tables": {"pgfeed_app": "no", "pgfeed_viewer": "no", "pgfeed_admin": "yes"},
     "any private function (`feed._*`)": {"pgfeed_app": "no", "pgfeed_viewer": "no", "pgfeed_admin": "no"},
 }
 

@@ -140,7 +140,8 @@ def test_commands_refuse_an_unmigrated_database(empty_database):
 
 @pytest.mark.parametrize("command", [
     ["feed"], ["explain"], ["similar"], ["heartbeat"], ["maintenance"], ["recs", "build"], ["seed"], ["import"],
-    ["settings", "set"], ["profiles", "set"], ["doctor"], ["demo"], ["migrate"], ["server", "url"]])
+    ["settings", "set"], ["profiles", "set"], ["doctor"], ["demo"], ["migrate"], ["server", "url"], ["adopt"],
+    ["adopt", "posts"], ["adopt", "follows"], ["adopt", "blocks"], ["adopt", "members"], ["adopt", "list"]])
 def test_every_command_has_help_with_an_example(command):
     result = CliRunner().invoke(cli, [*command, "--help"])
     assert result.exit_code == 0 and "Example" in result.output

@@ -153,7 +153,7 @@ def test_settings_set_takes_a_negative_value_without_dashes(db, db_dsn):
 READ_COMMANDS = [
     ["status"], ["settings", "list"], ["settings", "get", "cooldown"], ["profiles", "list"],
     ["profiles", "show", "social"], ["feed", "1"], ["feed", "anon", "--mode", "trending"], ["explain", "1", "2"],
-    ["similar", "2"], ["doctor"], ["heartbeat"], ["maintenance"], ["recs", "build"], ["migrate"],
+    ["similar", "2"], ["doctor"], ["heartbeat"], ["maintenance"], ["recs", "build"], ["migrate"], ["adopt", "list"],
 ]
 
 

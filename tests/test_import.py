@@ -300,12 +300,53 @@ def test_interactions_imported_twice_are_logged_once(db, db_dsn, tmp_path):
         (2, 3, Decimal("0.00")), (0, 0, Decimal("2.50"))]
 
 
-def test_interactions_without_a_time_are_new_every_time(db, db_dsn, tmp_path):
-    add_post(db, 1)
-    path = write(tmp_path, "user_id,post_id,action\n7,1,view\n")
-    import_csv(db_dsn, "interactions", path)
-    import_csv(db_dsn, "interactions", path)
-    assert db.execute("SELECT count(*) FROM feed.interactions").fetchone()[0] == 2
+def test_interactions_without_a_time_are_imported_once(db, db_dsn, tmp_path):
+    """A row without created_at is known by its import key (the file up to that row):
+    the same file again adds nothing, a longer export of it only its new rows."""
+    add_post(db, 1, author_id=50)
+    add_post(db, 2, author_id=51)
+    rows = "7,1,view,4\n7,1,view,4\n7,1,like,\n8,2,comment,\n"  # the two views are two views
+    path = write(tmp_path, "user_id,post_id,action,time_spent_seconds\n" + rows)
+    first = import_csv(db_dsn, "interactions", path)
+    assert (first["inserted"], first["skipped"]) == (4, 0)
+    before = fingerprint(db)
+    counters = db.execute("SELECT post_id, like_count, view_count, comment_count FROM feed.posts"
+                          " ORDER BY 1").fetchall()
+    assert counters == [(1, 1, 2, 0), (2, 0, 0, 1)]
+    again = import_csv(db_dsn, "interactions", path)
+    assert (again["rows"], again["inserted"], again["skipped"]) == (4, 0, 4)
+    assert fingerprint(db) == before
+    # the same history exported again later, with one more row at its end
+    longer = write(tmp_path, "user_id,post_id,action,time_spent_seconds\n" + rows + "7,1,view,4\n", "longer.csv")
+    grown = import_csv(db_dsn, "interactions", longer)
+    assert (grown["inserted"], grown["skipped"]) == (1, 4)
+    assert db.execute("SELECT view_count FROM feed.posts WHERE post_id = 1").fetchone()[0] == 3
+    assert db.execute("SELECT count(*) FROM feed.interactions").fetchone()[0] == 5
+    # rows with created_at keep their own rule, beside these, in one file
+    mixed = write(tmp_path, INTERACTIONS + "9,2,like,,,2026-01-01 10:00:00+00,\n9,2,view,,,,\n", "mixed.csv")
+    assert import_csv(db_dsn, "interactions", mixed)["inserted"] == 2
+    state = fingerprint(db)
+    assert import_csv(db_dsn, "interactions", mixed)["inserted"] == 0
+    assert fingerprint(db) == state
+    assert db.execute("SELECT count(*) FROM feed.import_keys").fetchone()[0] == 6
+    # another file is another history: its identical-looking row is new
+    other = write(tmp_path, "user_id,post_id,action\n8,2,comment\n", "other.csv")
+    assert import_csv(db_dsn, "interactions", other)["inserted"] == 1
+    assert db.execute("SELECT comment_count FROM feed.posts WHERE post_id = 2").fetchone()[0] == 2
+
+
+def test_the_import_key_is_the_running_hash_of_the_file(tmp_path):
+    from pgfeed.importer import import_keys
+
+    path = write(tmp_path, "user_id,post_id,action,created_at\n7,1,view,\n7,1,view,2026-01-01\n7,1,view, \n")
+    keys = list(import_keys(path, ["user_id", "post_id", "action", "created_at"]))
+    assert [record for record, _ in keys] == [1, 3]  # only the rows without a time
+    assert keys[0][1] != keys[1][1] and all(len(key) == 32 for _, key in keys)
+    longer = write(tmp_path, path.read_text() + "8,1,like,\n", "longer.csv")
+    assert list(import_keys(longer, ["user_id", "post_id", "action", "created_at"]))[:2] == keys
+    edited = write(tmp_path, path.read_text().replace("7,1,view,\n", "7,2,view,\n", 1), "edited.csv")
+    assert not set(k for _, k in import_keys(edited, ["user_id", "post_id", "action", "created_at"])) & set(
+        k for _, k in keys)
 
 
 def test_import_command_prints_a_summary(db, db_dsn, tmp_path):

@@ -90,6 +90,7 @@ def small_world(db) -> None:
     for user_id, post_id, action in [(8, 1, "like"), (8, 2, "like"), (7, 1, "view"), (8, 3, "comment")]:
         db.execute("SELECT feed.record_interaction(%s, %s, %s)", [user_id, post_id, action])
     db.execute("""INSERT INTO feed.experiments (name, variants) VALUES ('exp', '{"a": {"weight": 1}, "b": {"weight": 1}}')""")
+    db.execute("CREATE TABLE public.adopt_probe (a bigint, b bigint)")  # a host table, for feed.adopt_sql
 
 
 # ---------------------------------------------------------------------------
@@ -113,6 +114,8 @@ FUNCTION_CALLS = {
     "assign_variant": "SELECT feed.assign_variant({user}, 'exp')",
     "experiment_results": "SELECT * FROM feed.experiment_results('exp')",
     "feed_metrics": "SELECT * FROM feed.feed_metrics('1 day')",
+    "adopt_sql": "SELECT feed.adopt_sql('follows', 'public.adopt_probe', '{{\"follower\": \"a\", \"followee\": \"b\"}}')",
+    "adopted_tables": "SELECT * FROM feed.adopted_tables()",
     "any private function (`feed._*`)": "SELECT feed._setting('cooldown')",
 }
 

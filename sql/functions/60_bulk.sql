@@ -864,6 +864,13 @@ BEGIN
         FROM pg_temp.pgfeed_import s
         ORDER BY s.record;
         GET DIAGNOSTICS v_inserted = ROW_COUNT;
+        -- the rows without created_at are remembered by their import keys (importer.py)
+        IF to_regclass('pg_temp.pgfeed_import_keys') IS NOT NULL THEN
+            INSERT INTO feed.import_keys (import_key)
+            SELECT k.import_key FROM pg_temp.pgfeed_import_keys k
+            WHERE EXISTS (SELECT 1 FROM pg_temp.pgfeed_import s WHERE s.record = k.record)
+            ON CONFLICT (import_key) DO NOTHING;
+        END IF;
         IF to_regprocedure('feed._rebuild_taste_vectors(bigint[])') IS NOT NULL
            AND v_inserted * 10 < (SELECT count(*) FROM feed.interactions) THEN
             SELECT array_agg(DISTINCT btrim(s.user_id)::bigint), array_agg(DISTINCT btrim(s.post_id)::bigint)

@@ -84,6 +84,10 @@ GRANT EXECUTE ON FUNCTION
     feed.feed_metrics(interval)
 TO pgfeed_admin;
 
+-- adopting the host's own tables (docs/adopt.md): administrators. The generated
+-- SQL runs with the caller's own rights on the host table and on feed.*.
+GRANT EXECUTE ON FUNCTION feed.adopt_sql(text, regclass, jsonb, boolean), feed.adopted_tables() TO pgfeed_admin;
+
 -------------------------------------------------------------------------------
 -- the host tables (contract §2): a backend writes them with plain SQL. The
 -- engine-maintained columns of feed.posts (counters, money totals,

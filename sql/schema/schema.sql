@@ -166,6 +166,16 @@ CREATE INDEX interactions_user_recent_idx ON feed.interactions (user_id, created
 -- lookback windows of the batch jobs over the append-only log
 CREATE INDEX interactions_created_brin_idx ON feed.interactions USING brin (created_at);
 
+-- import_keys: one row per interaction imported without created_at, keyed by
+-- a running SHA-256 of the file up to and including that row (pgfeed import)
+CREATE TABLE feed.import_keys (
+    import_key  bytea PRIMARY KEY,
+    imported_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT import_keys_sha256 CHECK (octet_length(import_key) = 32)
+);
+COMMENT ON TABLE feed.import_keys IS
+    'Interactions imported without created_at, by a running hash of their file up to the row: a re-import skips them.';
+
 -------------------------------------------------------------------------------
 -- impressions: what a viewer actually saw; drives the cooldown
 CREATE TABLE feed.impressions (

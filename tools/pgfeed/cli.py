@@ -15,6 +15,7 @@ codes, --json, progress) is in cli_common.py and documented in docs/cli.md:
     cli_tour.py     demo, bench, eval
     cli_schedule.py schedule install|list|remove (pg_cron)
     cli_experiments.py experiments create|start|stop|list|results
+    cli_adopt.py    adopt posts|follows|blocks|members|list
     report.py       report --html
 
 A new command goes in a module of its own and is registered with one
@@ -47,7 +48,7 @@ from .cli_common import (  # noqa: F401 - re-exported: tests and other modules i
     progress_bar,
     spinner,
 )
-from . import cli_config, cli_data, cli_experiments, cli_feed, cli_health, cli_jobs, cli_rebuild, cli_schedule, cli_server, cli_tour, report
+from . import cli_adopt, cli_config, cli_data, cli_experiments, cli_feed, cli_health, cli_jobs, cli_rebuild, cli_schedule, cli_server, cli_tour, report
 from .cli_feed import fetch_page, page_table, top_reasons  # noqa: F401 - used by demo.py
 
 __all__ = [  # what other modules and the tests import from here
@@ -97,6 +98,7 @@ cli.add_command(cli_tour.eval_)
 cli.add_command(cli_schedule.schedule)
 cli.add_command(cli_experiments.experiments)
 cli.add_command(report.report)
+cli.add_command(cli_adopt.adopt)
 
 
 # ---------------------------------------------------------------------------

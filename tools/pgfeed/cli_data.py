@@ -69,8 +69,9 @@ def import_(kind, path, dsn, data_dir, as_json):
     A bad row is reported with its line number and nothing is imported.
     Importing the same file again changes nothing: posts are upserted by
     post_id, follows already there are skipped, and interactions already in
-    the log (same values and created_at) are skipped. docs/cli.md lists the
-    columns of each kind.
+    the log (same values and created_at) are skipped; one without created_at
+    is skipped when the same file (or its beginning, up to and including that
+    row) was imported before. docs/cli.md lists the columns of each kind.
 
     \b
     Example:

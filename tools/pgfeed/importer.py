@@ -17,14 +17,20 @@ Importing the same file again changes nothing (docs/cli.md, "pgfeed import"):
 - follows already present are skipped;
 - an interaction identical to one already in the log (user, post, action,
   amount, seconds, watch ratio and ``created_at``) counts as imported before and
-  is skipped, as many times as the log holds it. Rows without ``created_at`` are
-  stamped with the import time, so only files with ``created_at`` re-import
-  idempotently.
+  is skipped, as many times as the log holds it;
+- an interaction without ``created_at`` (stamped with the import time) is known
+  by its *import key*: a running SHA-256 over the file's header and every row up
+  to and including it (``import_keys``). The keys of the rows imported are kept
+  in feed.import_keys; a row whose key is there is skipped. So the same file
+  again, or the file with rows appended at its end, adds only the new rows; a
+  row of a different file, or one below an edit, is new.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -137,6 +143,8 @@ def import_csv(dsn: str, kind: str, path: str | Path, progress=None) -> dict:
             except psycopg.Error as exc:
                 raise _copy_failure(exc, path) from None
             rows = conn.execute(pgsql.SQL("SELECT count(*) FROM {}").format(pgsql.Identifier(STAGING))).fetchone()[0]
+            if kind == "interactions":
+                _stage_import_keys(conn, path, names, rows)
 
             report("checking rows", 0, 1)
             known_posts = _set_aside_known_posts(conn, path) if kind == "posts" else 0
@@ -220,11 +228,46 @@ def _update_known_posts(conn, names: list[str]) -> int:
                         f" WHERE p.post_id = btrim(u.post_id)::bigint AND ({differs})").rowcount
 
 
+def import_keys(path: Path, names: list[str]):
+    """(record, key) of every data row without created_at: the key is a running
+    SHA-256 over the header and each row up to and including that one, so it
+    names the row by its content and everything above it in the file."""
+    when = names.index("created_at") if "created_at" in names else None
+    chain = hashlib.sha256(b"pgfeed import interactions\0" + json.dumps(names).encode()).digest()
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        next(reader, None)  # the header
+        for record, row in enumerate(reader, start=1):
+            chain = hashlib.sha256(chain + json.dumps(row).encode()).digest()
+            if when is None or when >= len(row) or not row[when].strip(" "):
+                yield record, chain
+
+
+def _stage_import_keys(conn, path: Path, names: list[str], rows: int) -> None:
+    """pg_temp.pgfeed_import_keys (record, import_key): the keys of the rows
+    without created_at (feed._import_apply records those it imports)."""
+    conn.execute("CREATE TEMP TABLE pgfeed_import_keys (record bigint PRIMARY KEY, import_key bytea NOT NULL)"
+                 " ON COMMIT DROP")
+    last = 0
+    with conn.cursor() as cur, cur.copy("COPY pg_temp.pgfeed_import_keys (record, import_key) FROM STDIN") as copy:
+        for record, key in import_keys(path, names):
+            copy.write_row((record, key))
+            last = max(last, record)
+    if last > rows:
+        raise ImportFailed(f"the file has {last} data rows by Python's CSV reader but {rows} by COPY's; "
+                           "check its quoting", None, path)
+
+
 def _drop_imported_interactions(conn) -> int:
     """Leave out the rows the log already holds (imported before): a row equal
     to a logged interaction in every column, created_at included, as many times
-    as the log holds it. Rows without created_at are always new."""
-    return conn.execute("""
+    as the log holds it; a row without created_at whose import key is in
+    feed.import_keys (imported before, from this file or its beginning)."""
+    known = conn.execute("""
+        DELETE FROM pg_temp.pgfeed_import s
+        USING pg_temp.pgfeed_import_keys k, feed.import_keys f
+        WHERE k.record = s.record AND f.import_key = k.import_key""").rowcount
+    return known + conn.execute("""
         WITH staged AS (
             SELECT s.record, btrim(s.user_id)::bigint AS user_id, btrim(s.post_id)::bigint AS post_id,
                    btrim(s.action) AS action,

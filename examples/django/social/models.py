@@ -1,4 +1,4 @@
-"""The app's own tables. pgfeed never writes them: triggers (migration 0002) copy
+"""The app's own tables. pgfeed never writes them: triggers (migration 0002, pgfeed adopt) copy
 every change into feed.posts and feed.follows, where the ranking reads them."""
 
 from django.conf import settings
