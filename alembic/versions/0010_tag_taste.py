@@ -1,7 +1,7 @@
 """Tag taste: optional post tags and per-viewer tag affinity.
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-07
 
 The tag check (trigger on feed.posts) lives in sql/functions/15_posts.sql, the
@@ -13,8 +13,8 @@ from pathlib import Path
 
 from alembic import op
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
