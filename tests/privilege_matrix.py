@@ -53,7 +53,7 @@ POSTS_ENGINE_COLUMNS = ("like_count", "comment_count", "share_count", "view_coun
                         "trending_score", "praise_count", "trophy_count", "save_count", "report_count",
                         "watch_count", "watch_ratio_sum")
 POSTS_HOST_COLUMNS = ("post_id", "author_id", "created_at", "category", "post_type", "collective_id", "visibility",
-                      "is_deleted", "media_ready", "duration_ms", "embedding")
+                      "is_deleted", "media_ready", "duration_ms", "embedding", "tags")
 
 
 def markdown() -> str:

@@ -19,6 +19,7 @@ from .helpers import add_post
 
 NOTHING_CHANGED = {"posts": 0, "user_post_state": 0, "seen_posts": 0, "hidden_posts": 0,
                    "user_author_affinity": 0, "user_post_type_affinity": 0, "user_category_affinity": 0,
+                   "user_tag_affinity": 0,
                    "user_signals": 0, "user_taste": 0}
 
 

@@ -29,6 +29,7 @@ FROZEN_REVISIONS = {
     "0007_fair_draws.sql": "9e2b9cb78cd3be7f5d4abdc3b16d24d567f4237a7a478ee009b040bbc5a0c60f",
     "0008_experiments.sql": "c3973c64b8116770785bfe8684c7debe0a0d33e32bfaba9be613351e02cea1ed",
     "0009_import_keys.sql": "88f4100a47e7b902405e09c9d01103afc2a5e0ab36f377f46984bfd7507d8387",
+    "0010_tag_taste.sql": "c6243043517d60a85d592ca73b59d73666efd16d476d2065c60260f23a963ec8",
 }
 
 

@@ -407,13 +407,17 @@ def test_two_databases_share_the_roles_and_uninstall_keeps_them(pg_server):
 # ---------------------------------------------------------------------------
 # static analysis: pgspot on the installed SQL
 
-# Each waived finding with the reason it is safe. Only these six helpers go
+# Each waived finding with the reason it is safe. Only these eight helpers go
 # without a pinned search_path; the attack test below proves them safe too.
 PGSPOT_WAIVERS = {
     "PS005: Function without explicit search_path: feed._post_visible_to(":
         "inlined into the candidate query (a SET clause would make it a call per row); every operator qualified",
     "PS005: Function without explicit search_path: feed._uniform(":
         "inlined into the ranking queries; every operator and function qualified",
+    "PS005: Function without explicit search_path: feed._decayed_affinity(":
+        "inlined into the affinity writes and the ranking queries; every operator and function qualified",
+    "PS005: Function without explicit search_path: feed._tag_matches(":
+        "inlined into the ranking query (a call per candidate otherwise); every name qualified",
     "PS005: Function without explicit search_path: feed._category_affinity_step(":
         "a per-row aggregate step of the rebuild (SET made it 60% slower); every operator qualified",
     "PS005: Function without explicit search_path: feed._engagement_step(":

@@ -171,7 +171,7 @@ SELECT d.name, d.value, d.value, d.kind, d.min_value, d.max_value, d.description
     ('gravity',                  '1.8',        'number',   '0',        '10',         'Trending formula: how fast scores decay with age.'),
     ('trending_window',          '7 days',     'interval', '1 minute', '10 years',   'The heartbeat recomputes trending scores of posts created within this window.'),
     ('ema_alpha',                '0.2',        'number',   '0',        '1',          'Smoothing factor of the per-viewer moving averages (user_signals).'),
-    ('category_affinity_half_life', '14 days', 'interval', '0',        '10 years',   'A viewer''s category affinity halves over this time without new signals.'),
+    ('category_affinity_half_life', '14 days', 'interval', '0',        '10 years',   'A viewer''s category and tag affinities halve over this time without new signals.'),
     ('author_recency_window',    '7 days',     'interval', '1 second', '10 years',   'The "recently interacted" author boost decays to zero over this window.'),
     ('creator_quality_window',   '30 days',    'interval', '1 second', '10 years',   'Creator quality is computed over the creator''s posts of this window.'),
     ('heartbeat_batch_size',     '5000',       'integer',  '1',        '1000000',    'Posts per heartbeat batch (rows locked at once).'),

@@ -44,6 +44,26 @@ AS $func$
 $func$;
 
 -------------------------------------------------------------------------------
+-- _decayed_affinity: a category or tag affinity stored as p_affinity at
+-- p_since, as of p_at: it halves every p_half_life seconds (none: no decay).
+-- The one decay of the write path, the feed and explain_score; the rebuild's
+-- _category_affinity_step (60_bulk.sql) repeats its arithmetic operation for
+-- operation. No SET search_path, so that it inlines into the queries that
+-- read affinities (a SET clause makes it a call per row); every operator and
+-- function is schema-qualified instead.
+CREATE OR REPLACE FUNCTION feed._decayed_affinity(
+    p_affinity double precision, p_since timestamptz, p_at timestamptz, p_half_life double precision)
+RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $func$
+    SELECT p_affinity OPERATOR(pg_catalog.*)
+           CASE WHEN p_half_life OPERATOR(pg_catalog.>) 0
+                THEN pg_catalog.power(0.5, least(greatest(extract(epoch FROM p_at OPERATOR(pg_catalog.-) p_since), 0)
+                                                 OPERATOR(pg_catalog./) p_half_life, 1000))
+                ELSE 1 END
+$func$;
+
+-------------------------------------------------------------------------------
 -- _state_actions: the actions that set a per-user state of a post (contract
 -- §3.2 v2) and the value each sets. The one definition of the state
 -- semantics: the write path (_note_state) and the rebuild (_latest_states,
@@ -163,7 +183,7 @@ $func$;
 
 -------------------------------------------------------------------------------
 -- _apply_interaction: log one action and update the viewer's state of the
--- post and per-author, per-post-type and per-category signals. Returns the
+-- post and per-author, per-post-type, per-category and per-tag signals. Returns the
 -- interaction's id and, for a state action (_state_actions), the state and
 -- how its count moved. Post counters and the moving averages are the
 -- caller's, so that one call touches each row once.
@@ -184,6 +204,8 @@ DECLARE
     v_trophied integer;
     v_saved integer;
     v_half_life double precision;
+    v_signal double precision;
+    v_tags text[];
 BEGIN
     PERFORM feed._lock_viewer(p_user_id);
     v_called_at := clock_timestamp();  -- after the lock: call order is lock order
@@ -248,17 +270,27 @@ BEGIN
         WHERE t.user_id = p_user_id AND t.post_type = p_post_type;
     END IF;
 
-    -- affinity in [-1, 1] that halves every half-life without new signals
+    -- affinity in [-1, 1] that halves every half-life without new signals:
+    -- per category, and per tag of the post (the same signal and decay)
     v_half_life := extract(epoch FROM feed._setting_interval('category_affinity_half_life'));
+    v_signal := greatest(-1, least(1, feed._category_signal(p_action)));
     INSERT INTO feed.user_category_affinity AS c (user_id, category, affinity, updated_at)
-    VALUES (p_user_id, p_category, greatest(-1, least(1, feed._category_signal(p_action))), p_now)
+    VALUES (p_user_id, p_category, v_signal, p_now)
     ON CONFLICT (user_id, category) DO UPDATE
     SET affinity = greatest(-1, least(1,
-            c.affinity * CASE WHEN v_half_life > 0
-                              THEN power(0.5, least(greatest(extract(epoch FROM p_now - c.updated_at), 0) / v_half_life, 1000))
-                              ELSE 1 END
-            + excluded.affinity)),
+            feed._decayed_affinity(c.affinity, c.updated_at, p_now, v_half_life) + excluded.affinity)),
         updated_at = greatest(c.updated_at, p_now);
+    SELECT p.tags INTO v_tags FROM feed.posts p WHERE p.post_id = p_post_id;
+    IF cardinality(v_tags) > 0 THEN
+        INSERT INTO feed.user_tag_affinity AS t (user_id, tag, affinity, updated_at)
+        SELECT DISTINCT p_user_id, g.tag, v_signal, p_now FROM unnest(v_tags) AS g(tag)
+        WHERE g.tag IS NOT NULL
+        ORDER BY 2  -- one viewer's rows in one order (the viewer lock serialises them anyway)
+        ON CONFLICT (user_id, tag) DO UPDATE
+        SET affinity = greatest(-1, least(1,
+                feed._decayed_affinity(t.affinity, t.updated_at, p_now, v_half_life) + excluded.affinity)),
+            updated_at = greatest(t.updated_at, p_now);
+    END IF;
 
     -- the viewer's taste vector follows the post's embedding (sql/functions/40_vectors.sql)
     PERFORM feed._update_taste(p_user_id, p_post_id, p_action, p_watch_ratio, p_now);

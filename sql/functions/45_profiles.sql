@@ -10,7 +10,7 @@
 -- Components: trending, recency, social_tie, collective, author_affinity,
 -- author_recency, engagement, post_type, preferred_type, category_affinity,
 -- creator_quality, context, novelty, taste_similarity, collaborative,
--- viewer_engagement.
+-- viewer_engagement, tag_affinity.
 
 -------------------------------------------------------------------------------
 -- _components: the scoring components, in the order _score_posts returns them
@@ -21,7 +21,7 @@ SET search_path = pg_catalog, pg_temp
 AS $func$
     SELECT ARRAY['trending', 'recency', 'social_tie', 'collective', 'author_affinity', 'author_recency',
                  'engagement', 'post_type', 'preferred_type', 'category_affinity', 'creator_quality',
-                 'context', 'novelty', 'taste_similarity', 'collaborative', 'viewer_engagement']
+                 'context', 'novelty', 'taste_similarity', 'collaborative', 'viewer_engagement', 'tag_affinity']
 $func$;
 
 -------------------------------------------------------------------------------
@@ -90,16 +90,16 @@ SELECT * FROM (VALUES
 (
     'default_plus',
     'The default formula plus social signals and relevance: follows 0.10, collectives 0.05, taste similarity 0.05, '
-    'collaborative 0.05, explicitly preferred post types 0.05; then the author-diversity multiplier; about 10% '
-    'of slots explore (setting epsilon).',
+    'collaborative 0.05, explicitly preferred post types 0.05, tag affinity 0.05 (the viewer''s taste for the '
+    'post''s tags); then the author-diversity multiplier; about 10% of slots explore (setting epsilon).',
     '{"engagement": 0.15, "viewer_engagement": 0.10, "author_affinity": 0.06, "author_recency": 0.02,
       "category_affinity": 0.04, "creator_quality": 0.03, "recency": 0.30, "context": 0.20, "novelty": 0.10,
       "social_tie": 0.10, "collective": 0.05, "taste_similarity": 0.05, "collaborative": 0.05,
-      "preferred_type": 0.05}'::jsonb,
+      "preferred_type": 0.05, "tag_affinity": 0.05}'::jsonb,
     '{}'::jsonb,
     '{"recency_points": 1, "recency_tau_hours": 24, "follow_points": 1, "collective_points": 1,
       "author_points": 0.125, "author_cap": 1, "engagement_scale": 0.02, "engagement_cap": 50,
-      "preferred_type_points": 1}'::jsonb
+      "preferred_type_points": 1, "tag_top_k": 3}'::jsonb
 ),
 (
     'social',
@@ -160,6 +160,15 @@ JOIN (VALUES
      '{"recency_points": 100, "recency_tau_hours": 24, "follow_points": 50, "collective_points": 30,
        "author_points": 5, "author_cap": 40, "engagement_scale": 1, "engagement_cap": 50,
        "post_type_points": 10, "post_type_cap": null}'::jsonb),
+    ('default_plus',
+     '{"engagement": 0.15, "viewer_engagement": 0.10, "author_affinity": 0.06, "author_recency": 0.02,
+       "category_affinity": 0.04, "creator_quality": 0.03, "recency": 0.30, "context": 0.20, "novelty": 0.10,
+       "social_tie": 0.10, "collective": 0.05, "taste_similarity": 0.05, "collaborative": 0.05,
+       "preferred_type": 0.05}'::jsonb,
+     '{}'::jsonb,
+     '{"recency_points": 1, "recency_tau_hours": 24, "follow_points": 1, "collective_points": 1,
+       "author_points": 0.125, "author_cap": 1, "engagement_scale": 0.02, "engagement_cap": 50,
+       "preferred_type_points": 1}'::jsonb),
     ('blingram', '{"trending": 1}'::jsonb, '{"trending": 0.6, "following": 0.3, "rising": 0.1}'::jsonb,
      '{"epsilon": 0}'::jsonb),
     ('hybrid', '{"collaborative": 0.4, "taste_similarity": 0.3, "recency": 0.2, "engagement": 0.1}'::jsonb,

@@ -100,9 +100,7 @@ AS $func$
                        SELECT collective_id FROM feed.collective_members WHERE user_id = p_user_id
                        ORDER BY joined_at DESC LIMIT 50) cm), '[]'),
         'category_affinity', coalesce((SELECT jsonb_object_agg(c.category,
-                       c.affinity * CASE WHEN hl.seconds > 0
-                           THEN power(0.5, least(greatest(extract(epoch FROM p_now - c.updated_at), 0) / hl.seconds, 1000))
-                           ELSE 1 END)
+                       feed._decayed_affinity(c.affinity, c.updated_at, p_now, hl.seconds))
                        FROM feed.user_category_affinity c,
                             (SELECT extract(epoch FROM feed._setting_interval('category_affinity_half_life'))
                                     ::double precision AS seconds) hl
@@ -439,6 +437,60 @@ END
 $func$;
 
 -------------------------------------------------------------------------------
+-- _tag_matches: the viewer's affinities for tags of a post that count in
+-- tag_affinity: the p_k strongest (largest |decayed affinity|, ties by tag)
+-- among the tags the viewer has a non-zero affinity for. A tag without a row
+-- counts as 0. Probes (viewer, tag) keys only, so a viewer's whole tag set is
+-- never read. No SET search_path, so that it inlines into _score_posts (a SET
+-- clause makes it a call per candidate); every name is schema-qualified.
+CREATE OR REPLACE FUNCTION feed._tag_matches(
+    p_user_id bigint, p_tags text[], p_at timestamptz, p_half_life double precision, p_k integer)
+RETURNS TABLE (tag text, affinity double precision)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $func$
+    SELECT m.tag, m.affinity
+    FROM (SELECT a.tag, feed._decayed_affinity(a.affinity, a.updated_at, p_at, p_half_life) AS affinity
+          FROM feed.user_tag_affinity a
+          WHERE a.user_id OPERATOR(pg_catalog.=) p_user_id AND a.tag OPERATOR(pg_catalog.=) ANY (p_tags)) m
+    WHERE m.affinity OPERATOR(pg_catalog.<>) 0::pg_catalog.float8
+    ORDER BY pg_catalog.abs(m.affinity) DESC, m.tag COLLATE pg_catalog."C"
+    LIMIT p_k
+$func$;
+
+-------------------------------------------------------------------------------
+-- _tag_top_k: a profile's params.tag_top_k (default 3) as a count of at least 1
+CREATE OR REPLACE FUNCTION feed._tag_top_k(p_params jsonb)
+RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    SELECT least(greatest(floor(coalesce((p_params ->> 'tag_top_k')::double precision, 3)), 1), 1000)::integer
+$func$;
+
+-------------------------------------------------------------------------------
+-- _tag_reasons: for a profile that weights tag_affinity, the tags behind the
+-- component on a row ('tags', strongest first) and the viewer's decayed
+-- affinity for each ('tag_affinities'); '{}' when none matched
+CREATE OR REPLACE FUNCTION feed._tag_reasons(
+    p_user_id bigint, p_post_id bigint, p_weights jsonb, p_params jsonb, p_now timestamptz)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    SELECT CASE WHEN count(*) > 0
+                THEN jsonb_build_object(
+                    'tags', jsonb_agg(m.tag ORDER BY abs(m.affinity) DESC, m.tag COLLATE pg_catalog."C"),
+                    'tag_affinities', jsonb_object_agg(m.tag, round(m.affinity::numeric, 6)))
+                ELSE '{}'::jsonb END
+    FROM feed.posts p
+    CROSS JOIN LATERAL feed._tag_matches(
+        p_user_id, p.tags, p_now, extract(epoch FROM feed._setting_interval('category_affinity_half_life')),
+        feed._tag_top_k(p_params)) m
+    WHERE p.post_id = p_post_id AND p_user_id IS NOT NULL
+      AND coalesce((p_weights ->> 'tag_affinity')::double precision, 0) <> 0
+$func$;
+
+-------------------------------------------------------------------------------
 -- _score_posts: every component for each candidate and the profile's
 -- weighted sum (reasons are built later, for the rows that make the page).
 -- Weights, parameters and the request's context are unpacked once into
@@ -459,12 +511,12 @@ DECLARE
     w_engagement double precision;  w_post_type double precision;  w_preferred double precision;
     w_category double precision;  w_quality double precision;  w_context double precision;
     w_novelty double precision;  w_taste double precision;  w_collab double precision;
-    w_viewer_engagement double precision;
+    w_viewer_engagement double precision;  w_tag double precision;
     -- parameters
     recency_points double precision;  recency_tau_hours double precision;  follow_points double precision;
     collective_points double precision;  author_points double precision;  author_cap double precision;
     engagement_scale double precision;  engagement_cap double precision;  post_type_points double precision;
-    post_type_cap double precision;  preferred_type_points double precision;
+    post_type_cap double precision;  preferred_type_points double precision;  tag_top_k integer;
     -- the viewer and the request
     v_taste @extschema:vector@.vector;
     v_recent_window double precision := extract(epoch FROM feed._setting_interval('author_recency_window'));
@@ -477,6 +529,7 @@ DECLARE
     v_collectives bigint[] := feed._bigints(p_viewer -> 'collectives');
     v_top_types jsonb := coalesce(p_viewer -> 'top_post_types', '{}');
     v_categories jsonb := coalesce(p_viewer -> 'category_affinity', '{}');
+    v_half_life double precision := extract(epoch FROM feed._setting_interval('category_affinity_half_life'));
     -- the viewer's moving averages (feed.user_signals): how much each kind of
     -- engagement weighs in viewer_engagement
     v_like_rate double precision := 0;
@@ -501,6 +554,7 @@ BEGIN
     w_taste := coalesce((w ->> 'taste_similarity')::double precision, 0);
     w_collab := coalesce((w ->> 'collaborative')::double precision, 0);
     w_viewer_engagement := coalesce((w ->> 'viewer_engagement')::double precision, 0);
+    w_tag := coalesce((w ->> 'tag_affinity')::double precision, 0);
     recency_points := coalesce((pr ->> 'recency_points')::double precision, 1);
     recency_tau_hours := coalesce((pr ->> 'recency_tau_hours')::double precision, 24);
     follow_points := coalesce((pr ->> 'follow_points')::double precision, 1);
@@ -512,6 +566,7 @@ BEGIN
     post_type_points := coalesce((pr ->> 'post_type_points')::double precision, 0.1);
     post_type_cap := coalesce((pr ->> 'post_type_cap')::double precision, 'Infinity');
     preferred_type_points := coalesce((pr ->> 'preferred_type_points')::double precision, 1);
+    tag_top_k := feed._tag_top_k(pr);
     IF w_viewer_engagement <> 0 AND p_user_id IS NOT NULL THEN
         SELECT us.like_rate, us.comment_rate, us.share_rate, coalesce(us.watch_ratio, 0)
         INTO v_like_rate, v_comment_rate, v_share_rate, v_watch_ratio
@@ -580,7 +635,13 @@ BEGIN
                                  THEN v_watch_ratio * least(p.watch_ratio_sum / p.watch_count, 1) ELSE 0 END)
                          / (v_like_rate + v_comment_rate + v_share_rate
                             + CASE WHEN p.watch_count > 0 THEN v_watch_ratio ELSE 0 END)
-                    ELSE 0 END AS viewer_engagement
+                    ELSE 0 END AS viewer_engagement,
+               -- the mean of the viewer's decayed affinities for the post's
+               -- tags, over its tag_top_k strongest (untagged: 0)
+               CASE WHEN w_tag = 0 OR p_user_id IS NULL OR coalesce(cardinality(p.tags), 0) = 0 THEN 0
+                    ELSE coalesce((SELECT sum(m.affinity)
+                                   FROM feed._tag_matches(p_user_id, p.tags, p_now, v_half_life, tag_top_k) m), 0)
+                         / least(tag_top_k, cardinality(p.tags)) END AS tag_affinity
         FROM c
         JOIN feed.posts p ON p.post_id = c.post_id
         LEFT JOIN feed.user_author_affinity a ON a.user_id = p_user_id AND a.author_id = p.author_id
@@ -592,10 +653,11 @@ BEGIN
          + w_engagement * raw.engagement + w_post_type * raw.post_type + w_preferred * raw.preferred_type
          + w_category * raw.category_affinity + w_quality * raw.creator_quality + w_context * raw.context
          + w_novelty * raw.novelty + w_taste * raw.taste_similarity + w_collab * raw.collaborative
-         + w_viewer_engagement * raw.viewer_engagement,
+         + w_viewer_engagement * raw.viewer_engagement + w_tag * raw.tag_affinity,
            ARRAY[raw.trending, raw.recency, raw.social_tie, raw.collective, raw.author_affinity, raw.author_recency,
                  raw.engagement, raw.post_type, raw.preferred_type, raw.category_affinity, raw.creator_quality,
-                 raw.context, raw.novelty, raw.taste_similarity, raw.collaborative, raw.viewer_engagement]
+                 raw.context, raw.novelty, raw.taste_similarity, raw.collaborative, raw.viewer_engagement,
+                 raw.tag_affinity]
     FROM raw
     ORDER BY raw.ord;
 END
@@ -962,6 +1024,9 @@ BEGIN
                p.post_id, p.author_id, p.score * p.diversity, p.shown_source, false,
                feed._reasons(v_profile.name, v_profile.weights, v_session.mode, p.shown_source, p.components, p.score,
                              jsonb_build_object('author_diversity', p.diversity))
+               || CASE WHEN p.components[array_position(feed._components(), 'tag_affinity')] <> 0
+                       THEN feed._tag_reasons(p_user_id, p.post_id, v_profile.weights, v_profile.params, v_now)
+                       ELSE '{}' END
         FROM ranked p;
     ELSE
         INSERT INTO feed.feed_session_items (session_id, page_no, rank, post_id, author_id, score, source,
@@ -1084,6 +1149,8 @@ BEGIN
         'weights', (SELECT r.weights FROM feed.ranking_profiles r WHERE r.name = v_context ->> 'profile'))
         || feed._reasons(v_context ->> 'profile',
                          (SELECT r.weights FROM feed.ranking_profiles r WHERE r.name = v_context ->> 'profile'),
-                         v_context ->> 'mode', 'explain', v_scored.components, v_scored.score, '{}');
+                         v_context ->> 'mode', 'explain', v_scored.components, v_scored.score, '{}')
+        || (SELECT feed._tag_reasons(p_user_id, p_post_id, r.weights, r.params, v_now)
+            FROM feed.ranking_profiles r WHERE r.name = v_context ->> 'profile');
 END
 $func$;

@@ -8,7 +8,7 @@
 -- record_interaction / record_impression(s) / record_watch_progress would have
 -- left behind had every logged event gone through them, in (created_at,
 -- interaction_id) order. Path-dependent state (floored like counts, decayed and
--- clamped category affinities, moving averages) is replayed by window
+-- clamped category and tag affinities, moving averages) is replayed by window
 -- functions where an exact closed form exists, and by ordered aggregates whose
 -- transition functions repeat the write path's arithmetic operation for
 -- operation where none does.
@@ -280,13 +280,14 @@ BEGIN
     -- per-viewer state: cleared, then refilled from the logs
     IF v_all THEN
         TRUNCATE feed.seen_posts, feed.hidden_posts, feed.user_author_affinity, feed.user_post_type_affinity,
-                 feed.user_category_affinity, feed.user_signals;
+                 feed.user_category_affinity, feed.user_tag_affinity, feed.user_signals;
     ELSE
         DELETE FROM feed.seen_posts t WHERE t.user_id = ANY (v_users);
         DELETE FROM feed.hidden_posts t WHERE t.user_id = ANY (v_users);
         DELETE FROM feed.user_author_affinity t WHERE t.user_id = ANY (v_users);
         DELETE FROM feed.user_post_type_affinity t WHERE t.user_id = ANY (v_users);
         DELETE FROM feed.user_category_affinity t WHERE t.user_id = ANY (v_users);
+        DELETE FROM feed.user_tag_affinity t WHERE t.user_id = ANY (v_users);
         DELETE FROM feed.user_signals t WHERE t.user_id = ANY (v_users);
     END IF;
 
@@ -386,6 +387,27 @@ BEGIN
     ORDER BY 1, 2;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     v_result := v_result || jsonb_build_object('category_affinities', v_count);
+
+    -- user_tag_affinity: the same aggregate over each tag of the post (the
+    -- post's current tags); skipped while no post has tags
+    v_count := 0;
+    IF EXISTS (SELECT 1 FROM feed.posts p WHERE cardinality(p.tags) > 0) THEN
+        INSERT INTO feed.user_tag_affinity (user_id, tag, affinity, updated_at)
+        SELECT (a.s).user_id, (a.s).category, (a.s).affinity, (a.s).updated_at
+        FROM (SELECT feed._category_affinity_agg(i.user_id, t.tag, g.signal, i.created_at, v_half_life
+                                                 ORDER BY coalesce(i.called_at, i.created_at), i.interaction_id) AS s
+              FROM feed.interactions i
+              JOIN feed.posts p ON p.post_id = i.post_id
+              CROSS JOIN LATERAL (SELECT DISTINCT u.tag FROM unnest(p.tags) AS u(tag) WHERE u.tag IS NOT NULL) t
+              JOIN (SELECT a.action, feed._category_signal(a.action) AS signal
+                    FROM unnest(feed._actions()) AS a(action)
+                    OFFSET 0) g ON g.action = i.action
+              WHERE cardinality(p.tags) > 0 AND (v_all OR i.user_id = ANY (v_users))
+              GROUP BY i.user_id, t.tag COLLATE "C") a
+        ORDER BY 1, 2;
+        GET DIAGNOSTICS v_count = ROW_COUNT;
+    END IF;
+    v_result := v_result || jsonb_build_object('tag_affinities', v_count);
 
     -- user_signals: one observation per record_interaction exposure (view,
     -- like, comment, share) and one per record_watch_progress (ordered aggregate)
@@ -528,7 +550,7 @@ DECLARE
         ['user_post_state', 'user_id, post_id, state'], ['seen_posts', 'user_id, post_id'],
         ['hidden_posts', 'user_id, post_id'], ['user_author_affinity', 'user_id, author_id'],
         ['user_post_type_affinity', 'user_id, post_type'], ['user_category_affinity', 'user_id, category'],
-        ['user_signals', 'user_id'], ['user_taste', 'user_id']];
+        ['user_tag_affinity', 'user_id, tag'], ['user_signals', 'user_id'], ['user_taste', 'user_id']];
     v_changes jsonb := '{}';
     v_rebuild jsonb;
     v_count bigint;
@@ -559,8 +581,8 @@ END
 $func$;
 
 -------------------------------------------------------------------------------
--- _input_problem: NULL when p_value is valid input for p_type ('timestamptz'
--- or 'boolean'), else why not (the server's own message). Cheap for valid
+-- _input_problem: NULL when p_value is valid input for p_type ('timestamptz',
+-- 'boolean' or 'text[]'), else why not (the server's own message). Cheap for valid
 -- values on PostgreSQL 16+ (pg_input_is_valid); older servers try the cast.
 CREATE OR REPLACE FUNCTION feed._input_problem(p_value text, p_type text)
 RETURNS text
@@ -571,8 +593,8 @@ BEGIN
     IF p_value IS NULL THEN
         RETURN NULL;
     END IF;
-    IF p_type NOT IN ('timestamptz', 'boolean') THEN
-        PERFORM feed._bad_argument('p_type', format('expected timestamptz or boolean, got %L', p_type));
+    IF p_type NOT IN ('timestamptz', 'boolean', 'text[]') THEN
+        PERFORM feed._bad_argument('p_type', format('expected timestamptz, boolean or text[], got %L', p_type));
     END IF;
     -- nested, so that PostgreSQL 15 never plans the call to a function it lacks
     IF current_setting('server_version_num')::integer >= 160000 THEN
@@ -583,6 +605,8 @@ BEGIN
     BEGIN
         IF p_type = 'timestamptz' THEN
             PERFORM p_value::timestamptz;
+        ELSIF p_type = 'text[]' THEN
+            PERFORM p_value::text[];
         ELSE
             PERFORM p_value::boolean;
         END IF;
@@ -663,7 +687,7 @@ BEGIN
             RETURN QUERY VALUES ('post_id', true), ('author_id', true), ('category', true), ('post_type', false),
                                 ('created_at', false), ('collective_id', false), ('visibility', false),
                                 ('is_deleted', false), ('media_ready', false), ('duration_ms', false),
-                                ('embedding', false);
+                                ('embedding', false), ('tags', false);
         WHEN 'follows' THEN
             RETURN QUERY VALUES ('follower_id', true), ('followee_id', true), ('created_at', false);
         ELSE
@@ -769,6 +793,11 @@ BEGIN
                                   n.duration_ms)
                   WHEN n.embedding IS NOT NULL AND feed._vector_problem(n.embedding, v_dims) IS NOT NULL
                       THEN 'embedding: ' || feed._vector_problem(n.embedding, v_dims)
+                  WHEN n.tags IS NOT NULL AND feed._input_problem(n.tags, 'text[]') IS NOT NULL
+                      THEN format('tags: %L is not an array literal such as {jazz,"free jazz"}: %s', n.tags,
+                                  feed._input_problem(n.tags, 'text[]'))
+                  WHEN n.tags IS NOT NULL AND feed._tags_problem(n.tags::text[]) IS NOT NULL
+                      THEN 'tags: ' || feed._tags_problem(n.tags::text[])
                   WHEN n.occurrence > 1
                       THEN format('post_id: post %s appears more than once in the file', n.post_id::bigint)
                   WHEN EXISTS (SELECT 1 FROM feed.posts p WHERE p.post_id = n.post_id::bigint)
@@ -788,7 +817,8 @@ BEGIN
                                  nullif(btrim(s.is_deleted), '') AS is_deleted,
                                  nullif(btrim(s.media_ready), '') AS media_ready,
                                  nullif(btrim(s.duration_ms), '') AS duration_ms,
-                                 nullif(btrim(s.embedding), '') AS embedding
+                                 nullif(btrim(s.embedding), '') AS embedding,
+                                 nullif(btrim(s.tags), '') AS tags
                           FROM pg_temp.pgfeed_import s) v) n) c
         WHERE c.problem IS NOT NULL
         ORDER BY c.record
@@ -883,7 +913,7 @@ BEGIN
         END IF;
     ELSIF p_kind = 'posts' THEN
         INSERT INTO feed.posts (post_id, author_id, category, post_type, created_at, collective_id, visibility,
-                                is_deleted, media_ready, duration_ms, embedding)
+                                is_deleted, media_ready, duration_ms, embedding, tags)
         SELECT btrim(s.post_id)::bigint, btrim(s.author_id)::bigint, btrim(s.category),
                coalesce(nullif(btrim(s.post_type), ''), 'post'),
                coalesce(nullif(btrim(s.created_at), '')::timestamptz, now()),
@@ -892,7 +922,8 @@ BEGIN
                coalesce(nullif(btrim(s.is_deleted), '')::boolean, false),
                coalesce(nullif(btrim(s.media_ready), '')::boolean, true),
                nullif(btrim(s.duration_ms), '')::integer,
-               nullif(btrim(s.embedding), '')::@extschema:vector@.vector
+               nullif(btrim(s.embedding), '')::@extschema:vector@.vector,
+               nullif(btrim(s.tags), '')::text[]
         FROM pg_temp.pgfeed_import s
         ORDER BY s.record;
         GET DIAGNOSTICS v_inserted = ROW_COUNT;

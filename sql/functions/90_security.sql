@@ -96,9 +96,9 @@ GRANT EXECUTE ON FUNCTION feed.adopt_sql(text, regclass, jsonb, boolean), feed.a
 -- are all a backend needs.
 GRANT SELECT, DELETE ON feed.posts TO pgfeed_app;
 GRANT INSERT (post_id, author_id, created_at, category, post_type, collective_id, visibility, is_deleted,
-              media_ready, duration_ms, embedding),
+              media_ready, duration_ms, embedding, tags),
       UPDATE (post_id, author_id, created_at, category, post_type, collective_id, visibility, is_deleted,
-              media_ready, duration_ms, embedding)
+              media_ready, duration_ms, embedding, tags)
     ON feed.posts TO pgfeed_app;
 GRANT SELECT, INSERT, UPDATE, DELETE
     ON feed.follows, feed.collective_members, feed.blocks, feed.user_preferences, feed.user_identities

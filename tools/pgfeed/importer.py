@@ -54,6 +54,8 @@ POST_VALUES = {
     "media_ready": "nullif(btrim(u.media_ready), '')::boolean",
     "duration_ms": "nullif(btrim(u.duration_ms), '')::integer",
     "embedding": "nullif(btrim(u.embedding), '')::{vector}.vector",
+    # an array literal ({jazz,"free jazz"}); normalized as the trigger stores it, so a re-import changes nothing
+    "tags": "feed._normalize_tags(nullif(btrim(u.tags), '')::text[])",
 }
 
 
