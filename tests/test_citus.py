@@ -114,6 +114,43 @@ def test_doctor_fails_on_a_pgfeed_table_distributed_by_hand_and_names_the_undo(c
         citus_cluster.drop_database(name)
 
 
+def test_one_server_becomes_a_cluster_and_migrate_again_changes_nothing(citus_cluster):
+    """docs/operations.md: pgfeed with data on a server, then Citus and workers added, then migrate."""
+    from . import citus_cluster as cc
+
+    name = f"pgfeed_citus_{uuid.uuid4().hex[:8]}"
+    for node in citus_cluster.nodes:
+        with psycopg.connect(node.dsn(), autocommit=True) as c:
+            c.execute(f'CREATE DATABASE "{name}"')
+    dsn = citus_cluster.coordinator.dsn(name)
+    try:
+        assert install.migrate(dsn).citus is None  # no citus extension in this database yet
+        with psycopg.connect(dsn, autocommit=True) as c:
+            for post_id in range(1, 21):
+                add_post(c, post_id, author_id=1000 + post_id % 5, age=f"{post_id} hours")
+            c.execute("SELECT feed.record_interaction(1, 3, 'like')")
+            before = fetch_page(c, 1, 5, None, {})
+        for node in citus_cluster.workers:
+            with psycopg.connect(node.dsn(name), autocommit=True) as c:
+                c.execute("CREATE EXTENSION citus")
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute("CREATE EXTENSION citus")
+            c.execute("SELECT citus_set_coordinator_host(%s, %s)", [cc.HOST, citus_cluster.coordinator.port])
+            for node in citus_cluster.workers:
+                c.execute("SELECT citus_add_node(%s, %s)", [cc.HOST, node.port])
+        report = install.migrate(dsn)
+        assert report.changed is False and report.not_repaired == [] and "with 2 workers" in report.citus
+        with psycopg.connect(dsn, autocommit=True) as c:
+            assert _feed_tables_in_citus_metadata(c) == []
+            assert c.execute("SELECT like_count FROM feed.posts WHERE post_id = 3").fetchone()[0] == 1
+            # the session started before Citus continues, and a retried cursor is the same page
+            assert fetch_page(c, 1, 5, before[0][7], {}) == fetch_page(c, 1, 5, before[0][7], {})
+            assert not {r[1] for r in fetch_page(c, 1, 5, before[0][7], {})} & {r[1] for r in before}
+        assert [ch for ch in doctor.run_checks(dsn) if ch["status"] == "fail"] == []
+    finally:
+        citus_cluster.drop_database(name)
+
+
 # ---------------------------------------------------------------------------
 # the page guarantees through the coordinator (fewer examples than on one server)
 
