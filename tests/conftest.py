@@ -122,3 +122,39 @@ def empty_database(pg_server):
         yield name, pg_server.dsn(name)
     finally:
         pg_server.drop_database(name)
+
+
+# ---------------------------------------------------------------------------
+# a real Citus cluster (tests marked `citus`; see tests/citus_cluster.py)
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "citus: runs on a real Citus cluster (a coordinator and two workers) "
+                                       "started from this venv's embedded server")
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+@pytest.fixture(scope="session")
+def citus_cluster():
+    """A coordinator and two workers for the whole session, stopped at its end.
+
+    Skips, saying why, where Citus is not installed in this venv's embedded server;
+    under CI=true that is a failure instead (CI installs the bundle, so the cluster
+    tests must run there). With PGFEED_TEST_DSN (another server under test) the
+    cluster tests are left to the embedded run."""
+    from . import citus_cluster as cc
+
+    if os.environ.get("PGFEED_TEST_DSN", "").strip():
+        pytest.skip("PGFEED_TEST_DSN names another server: the Citus cluster tests run with the embedded server")
+    reason = cc.citus_unavailable()
+    if reason:
+        if _in_ci():
+            pytest.fail(f"CI must run the Citus cluster tests: {reason}")
+        pytest.skip(reason)
+    cluster = cc.start_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -62,6 +62,8 @@ def migrate(dsn, data_dir, print_sql, embedding_dim, force_functions, as_json):
         click.echo(f"not repaired: {line}")
     if report.repair_skipped:
         click.echo(f"repairs skipped: {report.repair_skipped}")
+    if report.citus:
+        click.echo(f"citus: {report.citus}")
     _print_status(ctx.dsn)
 
 

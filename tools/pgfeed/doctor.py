@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import psycopg
 
-from . import install
+from . import distribution, install
 from . import shape as shapes
 
 # every function the public contract names (CONTRACT.md §3)
@@ -89,6 +89,10 @@ def run_checks(dsn: str) -> list[dict]:
         checks.append(_check("contract functions", "fail" if missing else "ok",
                              f"missing: {', '.join(missing)}" if missing else f"all {len(CONTRACT_FUNCTIONS)} present",
                              "run pgfeed migrate --force-functions" if missing else None))
+
+        citus = distribution.doctor_check(conn)  # only on a Citus coordinator
+        if citus is not None:
+            checks.append(_check("citus", citus["status"], citus["detail"], citus["fix"]))
 
         posts = conn.execute("SELECT count(*) FROM feed.posts").fetchone()[0]
         beat = conn.execute(

@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql as pgsql
 
-from . import resources
+from . import distribution, resources
 
 # pg_advisory_xact_lock key: the bytes of "pgfeed" as a bigint
 MIGRATION_LOCK_KEY = int.from_bytes(b"pgfeed", "big")
@@ -55,6 +55,8 @@ class MigrationReport:
     repair_failures: list[str] = field(default_factory=list)
     not_repaired: list[str] = field(default_factory=list)
     repair_skipped: str | None = None
+    # on a Citus coordinator: what migrate found (pgfeed.distribution); None elsewhere
+    citus: str | None = None
 
     @property
     def changed(self) -> bool:
@@ -300,6 +302,10 @@ def migrate(
             # a fresh install has the manifest's shape by construction (tests/test_doctor.py)
             if not report.fresh_install:
                 repair_shape(conn, report)
+
+            # on a Citus coordinator: say what was found; nothing is distributed (docs/distributed.md)
+            cluster = distribution.citus_status(conn)
+            report.citus = cluster.summary() if cluster else None
     finally:
         engine.dispose()
     return report
@@ -388,8 +394,10 @@ def migration_sql(dsn: str | None, embedding_dim: int | None = None) -> str:
     revision = None
     vector_schema_name = "public"
     repairs = None
+    cluster = None
     if dsn:
         with psycopg.connect(dsn) as conn:
+            cluster = distribution.citus_status(conn)
             revision = current_revision(conn)
             vector_schema_name = vector_schema(conn, default="public")
             if revision is not None and revision == head_revision():
@@ -398,6 +406,8 @@ def migration_sql(dsn: str | None, embedding_dim: int | None = None) -> str:
     out.write("-- pgfeed migrate --sql: review, then run with psql -1 -v ON_ERROR_STOP=1 -f\n")
     out.write(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY});\n")
     out.write(f"SELECT pg_catalog.set_config('search_path', '{SAFE_SEARCH_PATH}', true);\n\n")
+    if cluster is not None:
+        out.write(f"-- {cluster.summary()}\n-- nothing is distributed: see docs/distributed.md\n\n")
     if revision is None:
         out.write("-- fresh install: sql/schema/schema.sql\n")
         out.write(render_schema(vector_schema_name))
