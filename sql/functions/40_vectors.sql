@@ -327,6 +327,33 @@ AS $func$
 $func$;
 
 -------------------------------------------------------------------------------
+-- _regression_system: for _regression_neighbors, each target's system matrix
+-- G_NN + lambda I in pg_temp._rec_system, one row (a vector over the inputs in
+-- position order) per input. Sum over targets of |N(j)|^2 lookups of pair
+-- counts: hash joins (one pass over pg_temp._rec_pairs), never an index probe
+-- per lookup, which costs several times more at these row counts.
+CREATE OR REPLACE FUNCTION feed._regression_system(p_lambda double precision)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET enable_nestloop = off
+AS $func$
+BEGIN
+    CREATE TEMP TABLE _rec_system ON COMMIT DROP AS
+    SELECT a.target, a.position,
+           array_agg(CASE WHEN b.position = a.position THEN a.viewers + p_lambda
+                          ELSE coalesce(g.together, 0) END ORDER BY b.position)::real[]::@extschema:vector@.vector
+               AS coefficients
+    FROM pg_temp._rec_inputs a
+    JOIN pg_temp._rec_inputs b ON b.target = a.target
+    LEFT JOIN pg_temp._rec_pairs g ON g.post_id = a.input AND g.neighbor_id = b.input
+    GROUP BY a.target, a.position;
+    CREATE INDEX ON pg_temp._rec_system (target);
+    ANALYZE pg_temp._rec_system;
+END
+$func$;
+
+-------------------------------------------------------------------------------
 -- _regression_neighbors: the neighbour weights of a full build_recommendations
 -- run when recommendation_regularization (lambda) is above 0; reads
 -- pg_temp._rec_pairable, fills pg_temp._rec_neighbors, returns its row count.
@@ -391,24 +418,11 @@ BEGIN
         ) r
         WHERE r.position <= p_inputs;
     END LOOP;
-    CREATE INDEX ON pg_temp._rec_pairs (post_id, neighbor_id);
     CREATE INDEX ON pg_temp._rec_inputs (target, position);
     ANALYZE pg_temp._rec_pairs;
     ANALYZE pg_temp._rec_inputs;
 
-    -- each target's system matrix G_NN + lambda I, one row (a vector over the
-    -- inputs in position order) per input
-    CREATE TEMP TABLE _rec_system ON COMMIT DROP AS
-    SELECT a.target, a.position,
-           array_agg(CASE WHEN b.position = a.position THEN a.viewers + p_lambda
-                          ELSE coalesce(g.together, 0) END ORDER BY b.position)::real[]::@extschema:vector@.vector
-               AS coefficients
-    FROM pg_temp._rec_inputs a
-    JOIN pg_temp._rec_inputs b ON b.target = a.target
-    LEFT JOIN pg_temp._rec_pairs g ON g.post_id = a.input AND g.neighbor_id = b.input
-    GROUP BY a.target, a.position;
-    CREATE INDEX ON pg_temp._rec_system (target);
-    ANALYZE pg_temp._rec_system;
+    PERFORM feed._regression_system(p_lambda);
     DROP TABLE pg_temp._rec_pairs;
 
     -- conjugate gradients from w = 0: residual r = G_Nj - A w, direction d, rr = r.r
