@@ -511,7 +511,9 @@ $func$;
 -- need recommendation_min_support viewers in common, and only posts anybody
 -- may see (contract §4.1) become neighbours. The top recommendation_neighbors
 -- per post replace feed.item_neighbors; co-occurrences are aggregated in hash
--- buckets of posts (about a million pairs each) so memory stays bounded.
+-- buckets of posts (about a million pairs each) so memory stays bounded. With
+-- recommendation_regularization above 0 the weights are those of
+-- feed._regression_neighbors instead (a sparse EASE over the same pairs).
 -- Then every viewer's candidates are the neighbours of their history,
 -- scored by the sum of similarities, each weighted by r^-e for the viewer's
 -- r-th most recent positive post (e = recommendation_recency_exponent: what
