@@ -22,8 +22,11 @@ POSITIVE = {"like", "comment", "share", "save", "praise", "trophy", "gift", "tip
 @pytest.fixture(autouse=True)
 def one_viewer_is_enough(db):
     """These worlds are tiny: let a single shared viewer make two posts neighbours
-    (the default, 2, is tested on its own)."""
+    (the default, 2, is tested on its own). The item-KNN weights
+    (recommendation_regularization 0) are what this file checks; the regression
+    weights are checked in test_regression.py, on top of the same steps."""
     db.execute("UPDATE feed.settings SET value = '1' WHERE name = 'recommendation_min_support'")
+    db.execute("UPDATE feed.settings SET value = '0' WHERE name = 'recommendation_regularization'")
 
 def log(db, user, post, action="like", minutes_ago=60.0, watch_ratio=None, amount=0):
     """An interaction straight into the log at a chosen time (as a bulk loader would)."""

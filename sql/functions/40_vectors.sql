@@ -20,6 +20,8 @@ SELECT d.name, d.value, d.value, d.kind, d.min_value, d.max_value, d.description
     ('recommendation_min_support', '2',        'integer',  '1', '1000000',  'build_recommendations: two posts are neighbours only when at least this many viewers engaged with both (1 keeps one-off pairs: more reach for rarely seen posts, much more work).'),
     ('recommendation_shrinkage', '20',       'number',   '0', '1000000000',   'build_recommendations: added to the similarity''s denominator; damps pairs of rarely seen posts.'),
     ('recommendation_min_watch_ratio', '0.5',      'number',   '0', '1',   'build_recommendations: a view counts as a positive signal when its watch ratio is at least this.'),
+    ('recommendation_regularization', '0',  'number',   '0', '1000000000', 'build_recommendations: 0 keeps the similarities as neighbour weights (item KNN); above 0, each post''s weights over its recommendation_neighbors most similar posts are a ridge regression with this penalty (a sparse EASE: better recommendations, a several times longer full build; 100 suits MovieLens 100K, see docs/evaluation.md).'),
+    ('recommendation_regression_steps', '10', 'integer',  '1', '100',  'build_recommendations with recommendation_regularization above 0: conjugate-gradient steps per post''s regression (each step costs one pass over the posts'' systems).'),
     ('live_collaborative_history', '20',       'integer',  '1', '1000',  'Live collaborative scoring: how many of the viewer''s most recent positive posts are expanded through feed.item_neighbors.')
 ) AS d (name, value, kind, min_value, max_value, description)
 ON CONFLICT (name) DO UPDATE
@@ -325,6 +327,166 @@ AS $func$
 $func$;
 
 -------------------------------------------------------------------------------
+-- _regression_system: for _regression_neighbors, each target's system matrix
+-- G_NN + lambda I in pg_temp._rec_system, one row (a vector over the inputs in
+-- position order) per input. Sum over targets of |N(j)|^2 lookups of pair
+-- counts: hash joins (one pass over pg_temp._rec_pairs), never an index probe
+-- per lookup, which costs several times more at these row counts.
+CREATE OR REPLACE FUNCTION feed._regression_system(p_lambda double precision)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET enable_nestloop = off
+AS $func$
+BEGIN
+    CREATE TEMP TABLE _rec_system ON COMMIT DROP AS
+    SELECT a.target, a.position,
+           array_agg(CASE WHEN b.position = a.position THEN a.viewers + p_lambda
+                          ELSE coalesce(g.together, 0) END ORDER BY b.position)::real[]::@extschema:vector@.vector
+               AS coefficients
+    FROM pg_temp._rec_inputs a
+    JOIN pg_temp._rec_inputs b ON b.target = a.target
+    LEFT JOIN pg_temp._rec_pairs g ON g.post_id = a.input AND g.neighbor_id = b.input
+    GROUP BY a.target, a.position;
+    CREATE INDEX ON pg_temp._rec_system (target);
+    ANALYZE pg_temp._rec_system;
+END
+$func$;
+
+-------------------------------------------------------------------------------
+-- _regression_neighbors: the neighbour weights of a full build_recommendations
+-- run when recommendation_regularization (lambda) is above 0; reads
+-- pg_temp._rec_pairable, fills pg_temp._rec_neighbors, returns its row count.
+--
+-- A sparse EASE (Steck 2019, restricted to a neighbourhood per post): for
+-- every target post j that anybody may see, its inputs N(j) are the p_inputs
+-- posts i with the highest similarity sim(i, j) (the item-KNN formula of
+-- build_recommendations), and its weights w(i, j) over them solve the ridge
+-- regression of "viewer engaged with j" on "viewer engaged with i":
+--     (G_NN + lambda I) w = G_Nj
+-- G = the co-occurrence counts (G_ii = viewers of i, G_ik = viewers of both;
+-- pairs under recommendation_min_support count as 0), all over the
+-- histories that count in co-occurrence. Unlike similarities, the weights
+-- discount inputs that say the same thing (two sequels of one film), and can
+-- be negative. Solved for all targets at once by p_steps conjugate-gradient
+-- steps, each target's system held as one pgvector row per input. Every
+-- input keeps its p_inputs largest weights (bounds live scoring's fan-out).
+-- Costs: the co-occurrence pass as item KNN (in the same hash buckets, by
+-- target), plus sum over targets of |N(j)|^2 for the systems.
+CREATE OR REPLACE FUNCTION feed._regression_neighbors(
+    p_buckets integer, p_inputs integer, p_min_support integer, p_popularity_exponent double precision,
+    p_shrinkage double precision, p_lambda double precision, p_steps integer)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan
+AS $func$
+DECLARE
+    v_rows bigint;
+BEGIN
+    -- every co-occurring pair (both orders), and each target's inputs
+    CREATE TEMP TABLE _rec_pairs (post_id bigint, neighbor_id bigint, together real) ON COMMIT DROP;
+    CREATE TEMP TABLE _rec_inputs (target bigint, input bigint, position integer, together real, viewers real)
+        ON COMMIT DROP;
+    FOR v_bucket IN 0 .. p_buckets - 1 LOOP
+        WITH pairs AS MATERIALIZED (
+            -- per row of the bucket (a target), the viewer's other posts (inputs)
+            SELECT t.post_id AS target, i.post_id AS input, count(*) AS together, min(i.viewers) AS viewers,
+                   sum(t.weight) / (min(i.viewers) * power(min(t.viewers), p_popularity_exponent) + p_shrinkage)
+                       AS similarity,
+                   bool_and(t.recommendable) AS recommendable
+            FROM pg_temp._rec_pairable t
+            CROSS JOIN LATERAL (
+                SELECT o.post_id, o.viewers FROM pg_temp._rec_pairable o
+                WHERE o.user_id = t.user_id AND o.post_id <> t.post_id
+                OFFSET 0
+            ) i
+            WHERE t.post_hash >= v_bucket::bigint * 2147483648 / p_buckets
+              AND t.post_hash < (v_bucket + 1)::bigint * 2147483648 / p_buckets
+            GROUP BY t.post_id, i.post_id
+            HAVING count(*) >= p_min_support
+        ), stored AS (
+            INSERT INTO pg_temp._rec_pairs (post_id, neighbor_id, together)
+            SELECT p.input, p.target, p.together FROM pairs p
+        )
+        INSERT INTO pg_temp._rec_inputs (target, input, position, together, viewers)
+        SELECT r.target, r.input, r.position, r.together, r.viewers
+        FROM (
+            SELECT p.target, p.input, p.together, p.viewers,
+                   row_number() OVER (PARTITION BY p.target ORDER BY p.similarity DESC, p.input) AS position
+            FROM pairs p WHERE p.recommendable
+        ) r
+        WHERE r.position <= p_inputs;
+    END LOOP;
+    CREATE INDEX ON pg_temp._rec_inputs (target, position);
+    ANALYZE pg_temp._rec_pairs;
+    ANALYZE pg_temp._rec_inputs;
+
+    PERFORM feed._regression_system(p_lambda);
+    DROP TABLE pg_temp._rec_pairs;
+
+    -- conjugate gradients from w = 0: residual r = G_Nj - A w, direction d, rr = r.r
+    CREATE TEMP TABLE _rec_solution ON COMMIT DROP AS
+    SELECT s.target, s.g AS w, s.g AS r, s.g AS d, rr, rr AS rr0
+    FROM (
+        SELECT i.target, array_agg(i.together ORDER BY i.position)::real[]::@extschema:vector@.vector AS g
+        FROM pg_temp._rec_inputs i GROUP BY i.target
+    ) s
+    CROSS JOIN LATERAL (SELECT @extschema:vector@.inner_product(s.g, s.g) AS rr) n;
+    UPDATE pg_temp._rec_solution SET w = w OPERATOR(@extschema:vector@.-) w;
+    CREATE UNIQUE INDEX ON pg_temp._rec_solution (target);
+    ANALYZE pg_temp._rec_solution;
+
+    FOR v_step IN 1 .. p_steps LOOP
+        WITH product AS (
+            -- A d, one inner product per row of the system
+            SELECT s.target,
+                   array_agg(@extschema:vector@.inner_product(s.coefficients, c.d) ORDER BY s.position)::real[]
+                       ::@extschema:vector@.vector AS ad
+            FROM pg_temp._rec_system s
+            JOIN pg_temp._rec_solution c ON c.target = s.target
+            WHERE c.rr > c.rr0 * 1e-10
+            GROUP BY s.target
+        ), moved AS (
+            SELECT c.target, c.w, c.r, c.d, c.rr, q.ad,
+                   c.rr / @extschema:vector@.inner_product(c.d, q.ad) AS alpha
+            FROM pg_temp._rec_solution c
+            JOIN product q ON q.target = c.target
+            WHERE @extschema:vector@.inner_product(c.d, q.ad) > 0
+        ), next AS (
+            SELECT m.target, m.d, m.rr,
+                   m.w OPERATOR(@extschema:vector@.+) (m.d OPERATOR(@extschema:vector@.*)
+                       array_fill(m.alpha::real, ARRAY[@extschema:vector@.vector_dims(m.d)])::@extschema:vector@.vector) AS w,
+                   m.r OPERATOR(@extschema:vector@.-) (m.ad OPERATOR(@extschema:vector@.*)
+                       array_fill(m.alpha::real, ARRAY[@extschema:vector@.vector_dims(m.d)])::@extschema:vector@.vector) AS r
+            FROM moved m
+        )
+        UPDATE pg_temp._rec_solution c
+        SET w = n.w, r = n.r, rr = n.rr_next,
+            d = n.r OPERATOR(@extschema:vector@.+) (n.d OPERATOR(@extschema:vector@.*)
+                array_fill((n.rr_next / n.rr)::real, ARRAY[@extschema:vector@.vector_dims(n.d)])::@extschema:vector@.vector)
+        FROM (SELECT x.*, @extschema:vector@.inner_product(x.r, x.r) AS rr_next FROM next x) n
+        WHERE n.target = c.target;
+    END LOOP;
+
+    -- the weights, each input keeping its p_inputs largest
+    INSERT INTO pg_temp._rec_neighbors (post_id, neighbor_id, score)
+    SELECT k.input, k.target, k.weight
+    FROM (
+        SELECT i.input, i.target, x.weight,
+               row_number() OVER (PARTITION BY i.input ORDER BY x.weight DESC, i.target) AS rank
+        FROM pg_temp._rec_solution c
+        CROSS JOIN LATERAL unnest(c.w::real[]) WITH ORDINALITY AS x (weight, position)
+        JOIN pg_temp._rec_inputs i ON i.target = c.target AND i.position = x.position
+        WHERE x.weight <> 0
+    ) k
+    WHERE k.rank <= p_inputs;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    RETURN v_rows;
+END
+$func$;
+
+-------------------------------------------------------------------------------
 -- build_recommendations (p_lookback, p_only_changed): batch item-to-item
 -- collaborative filtering (contract §3.3, seeds 002 and 003); returns the
 -- number of recommendations written.
@@ -349,7 +511,9 @@ $func$;
 -- need recommendation_min_support viewers in common, and only posts anybody
 -- may see (contract §4.1) become neighbours. The top recommendation_neighbors
 -- per post replace feed.item_neighbors; co-occurrences are aggregated in hash
--- buckets of posts (about a million pairs each) so memory stays bounded.
+-- buckets of posts (about a million pairs each) so memory stays bounded. With
+-- recommendation_regularization above 0 the weights are those of
+-- feed._regression_neighbors instead (a sparse EASE over the same pairs).
 -- Then every viewer's candidates are the neighbours of their history,
 -- scored by the sum of similarities, each weighted by r^-e for the viewer's
 -- r-th most recent positive post (e = recommendation_recency_exponent: what
@@ -390,6 +554,8 @@ DECLARE
     v_neighbors integer := greatest(feed._setting_integer('recommendation_neighbors'), 1);
     v_min_support integer := greatest(feed._setting_integer('recommendation_min_support'), 1);
     v_per_user integer := greatest(feed._setting_integer('recommendations_per_user'), 1);
+    v_regularization double precision := feed._setting_number('recommendation_regularization');
+    v_regression_steps integer := greatest(feed._setting_integer('recommendation_regression_steps'), 1);
     v_ttl interval := feed._setting_interval('recommendation_ttl');
     v_max_duration integer := feed._setting_integer('max_duration_ms');
     v_pairs_per_bucket constant double precision := 1e6;
@@ -406,6 +572,7 @@ DECLARE
     v_count bigint;
     v_offset integer := 1;
     v_table text;
+    v_algorithm text := CASE WHEN v_regularization > 0 THEN 'regression' ELSE 'itemknn' END;
 BEGIN
     PERFORM feed._check_interval('p_lookback', p_lookback, interval '100 years');
     IF p_only_changed IS NULL THEN
@@ -421,7 +588,8 @@ BEGIN
     END IF;
 
     -- scratch tables of a previous call in this transaction
-    FOREACH v_table IN ARRAY ARRAY['_rec_history', '_rec_unavailable', '_rec_items', '_rec_pairable', '_rec_neighbors'] LOOP
+    FOREACH v_table IN ARRAY ARRAY['_rec_history', '_rec_unavailable', '_rec_items', '_rec_pairable', '_rec_neighbors',
+                                 '_rec_pairs', '_rec_inputs', '_rec_system', '_rec_solution'] LOOP
         IF to_regclass('pg_temp.' || v_table) IS NOT NULL THEN
             EXECUTE format('DROP TABLE pg_temp.%I', v_table);
         END IF;
@@ -491,7 +659,11 @@ BEGIN
         -- an index that also holds the previous run's rows deleted by this transaction
         CREATE TEMP TABLE _rec_neighbors (post_id bigint, neighbor_id bigint, score double precision)
             ON COMMIT DROP;
-        FOR v_bucket IN 0 .. v_buckets - 1 LOOP
+        IF v_regularization > 0 THEN
+            v_neighbor_rows := feed._regression_neighbors(v_buckets, v_neighbors, v_min_support,
+                v_popularity_exponent, v_shrinkage, v_regularization, v_regression_steps);
+        END IF;
+        FOR v_bucket IN 0 .. CASE WHEN v_regularization > 0 THEN -1 ELSE v_buckets - 1 END LOOP
             INSERT INTO pg_temp._rec_neighbors (post_id, neighbor_id, score)
             SELECT s.post_id, s.neighbor_id, s.score
             FROM (
@@ -574,11 +746,11 @@ BEGIN
               AND NOT EXISTS (SELECT 1 FROM touched t WHERE t.user_id = c.user_id AND t.post_id = c.post_id)
               AND NOT EXISTS (SELECT 1 FROM hidden x WHERE x.user_id = c.user_id AND x.post_id = c.post_id)
         )
-        SELECT k.user_id, k.post_id, k.score / k.best, 'itemknn',
+        SELECT k.user_id, k.post_id, k.score / k.best, v_algorithm,
                jsonb_build_object('because', to_jsonb(k.because), 'raw_score', k.score),
                v_now, v_now + v_ttl
         FROM kept k
-        WHERE k.rank <= v_per_user AND k.best > 0;
+        WHERE k.rank <= v_per_user AND k.best > 0 AND k.score > 0;
         GET DIAGNOSTICS v_count = ROW_COUNT;
         v_written := v_written + v_count;
         v_offset := v_offset + v_users_per_batch;
@@ -662,7 +834,8 @@ BEGIN
         SELECT c.id, c.raw, c.because
         FROM candidates c
         JOIN feed.posts p ON p.post_id = c.id
-        WHERE NOT p.is_deleted AND p.visibility = 'public' AND p.media_ready
+        WHERE c.raw > 0   -- regression weights can be negative: only a positive sum recommends
+          AND NOT p.is_deleted AND p.visibility = 'public' AND p.media_ready
           AND (p.duration_ms IS NULL OR p.duration_ms <= v_max_duration)
           AND p.author_id <> p_user_id
           AND NOT EXISTS (SELECT 1 FROM feed.interactions i WHERE i.user_id = p_user_id AND i.post_id = c.id)
