@@ -314,31 +314,64 @@ AS $func$
 $func$;
 
 -------------------------------------------------------------------------------
+-- _rollup_watermark: sessions that expired before it are in the rollups (a
+-- missing state row, e.g. after a TRUNCATE, means nothing is)
+CREATE OR REPLACE FUNCTION feed._rollup_watermark()
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    SELECT coalesce((SELECT r.rolled_up_before FROM feed.analytics_rollup_state r), '-infinity')
+$func$;
+
+-------------------------------------------------------------------------------
 -- _served: served rows not yet rolled up (sessions that expired on or after
--- the rollup watermark), served at or after p_from, each with whether the
--- same viewer engaged with the post within attribution_window of serving it;
--- only sessions that recorded p_experiment, when it is given.
--- Reads sessions by feed_sessions_expires_idx, their rows by the primary key,
--- and a viewer's interactions by interactions_user_recent_idx.
-CREATE OR REPLACE FUNCTION feed._served(p_from timestamptz, p_experiment text DEFAULT NULL)
+-- the rollup watermark, and before p_expires_before), served at or after
+-- p_from, each with whether the same viewer engaged with the post within
+-- attribution_window of serving it; only sessions that recorded
+-- p_experiment, when it is given.
+-- Set-based, so its cost follows the tail, not the log: sessions by
+-- feed_sessions_expires_idx, their rows by the primary key, and each viewer's
+-- positive interactions in [first row served, last row served + window] by
+-- ONE range scan of interactions_user_recent_idx per viewer (not one probe
+-- per served row), matched to the rows by a hash join on (viewer, post).
+DROP FUNCTION IF EXISTS feed._served(timestamptz, text);
+CREATE OR REPLACE FUNCTION feed._served(p_from timestamptz, p_experiment text DEFAULT NULL,
+                                        p_expires_before timestamptz DEFAULT 'infinity')
 RETURNS TABLE (session_id uuid, user_id bigint, experiments jsonb, page_no integer, post_id bigint,
                author_id bigint, source text, is_repeat boolean, served_at timestamptz, engaged boolean)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $func$
-    SELECT s.session_id, s.user_id, s.experiments, i.page_no, i.post_id, i.author_id, i.source, i.is_repeat,
-           i.served_at,
-           s.user_id IS NOT NULL AND EXISTS (
-               SELECT 1 FROM feed.interactions x
-               WHERE x.user_id = s.user_id AND x.post_id = i.post_id
-                 AND x.created_at >= i.served_at AND x.created_at <= i.served_at + w.window_
-                 AND x.action = ANY (feed._positive_actions()))
-    FROM (SELECT r.rolled_up_before FROM feed.analytics_rollup_state r) m,
-         (SELECT feed._setting_interval('attribution_window') AS window_) w,
-         feed.feed_sessions s
-         JOIN feed.feed_session_items i ON i.session_id = s.session_id
-    WHERE s.expires_at >= m.rolled_up_before AND i.served_at >= p_from
-      AND (p_experiment IS NULL OR s.experiments ? p_experiment)
+    WITH tail AS MATERIALIZED (
+        SELECT s.session_id, s.user_id, s.experiments, i.page_no, i.post_id, i.author_id, i.source, i.is_repeat,
+               i.served_at
+        FROM feed.feed_sessions s
+        JOIN feed.feed_session_items i ON i.session_id = s.session_id
+        WHERE s.expires_at >= feed._rollup_watermark() AND s.expires_at < p_expires_before
+          AND i.served_at >= p_from
+          AND (p_experiment IS NULL OR s.experiments ? p_experiment)
+    ), w AS MATERIALIZED (
+        SELECT feed._setting_interval('attribution_window') AS window_
+    ), viewers AS (
+        SELECT t.user_id, min(t.served_at) AS first_served, max(t.served_at) AS last_served
+        FROM tail t WHERE t.user_id IS NOT NULL GROUP BY 1
+    ), engaged AS (
+        SELECT DISTINCT t.session_id, t.post_id
+        FROM viewers v
+        CROSS JOIN w
+        CROSS JOIN LATERAL (
+            SELECT x.post_id, x.created_at FROM feed.interactions x
+            WHERE x.user_id = v.user_id
+              AND x.created_at >= v.first_served AND x.created_at <= v.last_served + w.window_
+              AND x.action = ANY (feed._positive_actions())) x
+        JOIN tail t ON t.user_id = v.user_id AND t.post_id = x.post_id
+                   AND x.created_at >= t.served_at AND x.created_at <= t.served_at + w.window_
+    )
+    SELECT t.session_id, t.user_id, t.experiments, t.page_no, t.post_id, t.author_id, t.source, t.is_repeat,
+           t.served_at, e.session_id IS NOT NULL
+    FROM tail t
+    LEFT JOIN engaged e ON e.session_id = t.session_id AND e.post_id = t.post_id
 $func$;
 
 -------------------------------------------------------------------------------
@@ -484,18 +517,21 @@ $func$;
 -- rollups, and move the watermark past them. run_maintenance calls it before
 -- deleting sessions, and deletes only sessions below the watermark, so
 -- results and metrics survive expiry. Returns the counts.
-CREATE OR REPLACE FUNCTION feed._rollup_analytics()
+-- p_now: the present (tests replay a timeline with it; run_maintenance passes none).
+DROP FUNCTION IF EXISTS feed._rollup_analytics();
+CREATE OR REPLACE FUNCTION feed._rollup_analytics(p_now timestamptz DEFAULT now())
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $func$
 DECLARE
     v_state feed.analytics_rollup_state;
-    v_cutoff timestamptz := now() - feed._setting_interval('attribution_window');
+    v_cutoff timestamptz := p_now - feed._setting_interval('attribution_window');
     v_sessions bigint;
     v_rows bigint;
 BEGIN
-    -- one rollup at a time
+    -- one rollup at a time (the state row comes back if it was truncated away)
+    INSERT INTO feed.analytics_rollup_state AS r (singleton) VALUES (true) ON CONFLICT (singleton) DO NOTHING;
     SELECT * INTO v_state FROM feed.analytics_rollup_state r FOR UPDATE;
     IF v_cutoff <= v_state.rolled_up_before THEN
         RETURN jsonb_build_object('sessions_rolled_up', 0, 'rows_rolled_up', 0,
@@ -505,9 +541,7 @@ BEGIN
     -- one statement: every rollup reads the same rows (no temporary table,
     -- which a caller could have prepared with a trigger of its own)
     WITH rows_ AS MATERIALIZED (
-        SELECT r.* FROM feed._served('-infinity') r
-        JOIN feed.feed_sessions s ON s.session_id = r.session_id
-        WHERE s.expires_at < v_cutoff
+        SELECT r.* FROM feed._served('-infinity', NULL, v_cutoff) r
     ), posts AS (
         INSERT INTO feed.analytics_daily_posts AS a (day, source, post_id, author_id, impressions, repeats, engagements)
         SELECT (t.served_at AT TIME ZONE 'UTC')::date, t.source, t.post_id, max(t.author_id), count(*),
@@ -540,7 +574,7 @@ BEGIN
     )
     SELECT count(DISTINCT t.session_id), count(*) INTO v_sessions, v_rows FROM rows_ t;
 
-    UPDATE feed.analytics_rollup_state r SET rolled_up_before = v_cutoff, updated_at = now();
+    UPDATE feed.analytics_rollup_state r SET rolled_up_before = v_cutoff, updated_at = p_now;
     RETURN jsonb_build_object('sessions_rolled_up', v_sessions, 'rows_rolled_up', v_rows,
                               'rolled_up_before', v_cutoff);
 END
