@@ -48,7 +48,8 @@ def wilson(k, n, z=1.959963984540054):
 
 def reset(db, truncate_state: bool):
     db.execute("TRUNCATE feed.feed_sessions, feed.feed_session_items, feed.interactions,"
-               " feed.analytics_daily_posts, feed.analytics_daily_pages, feed.analytics_experiment_viewers")
+               " feed.analytics_daily_posts, feed.analytics_daily_pages, feed.analytics_experiment_viewers,"
+               " feed.analytics_daily_sources, feed.analytics_experiment_variants")
     db.execute("DELETE FROM feed.experiments")
     if truncate_state:
         # what `pgfeed seed --replace` does: the state row is gone, which means nothing is rolled up

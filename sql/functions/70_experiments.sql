@@ -347,9 +347,14 @@ AS $func$
         SELECT s.session_id, s.user_id, s.experiments, i.page_no, i.post_id, i.author_id, i.source, i.is_repeat,
                i.served_at
         FROM feed.feed_sessions s
-        JOIN feed.feed_session_items i ON i.session_id = s.session_id
+        -- OFFSET 0 keeps each lateral a per-session (per-viewer) index range
+        -- scan: flattened, the planner hash-joins the whole table instead
+        CROSS JOIN LATERAL (
+            SELECT i.page_no, i.post_id, i.author_id, i.source, i.is_repeat, i.served_at
+            FROM feed.feed_session_items i
+            WHERE i.session_id = s.session_id AND i.served_at >= p_from
+            OFFSET 0) i
         WHERE s.expires_at >= feed._rollup_watermark() AND s.expires_at < p_expires_before
-          AND i.served_at >= p_from
           AND (p_experiment IS NULL OR s.experiments ? p_experiment)
     ), w AS MATERIALIZED (
         SELECT feed._setting_interval('attribution_window') AS window_
@@ -364,7 +369,8 @@ AS $func$
             SELECT x.post_id, x.created_at FROM feed.interactions x
             WHERE x.user_id = v.user_id
               AND x.created_at >= v.first_served AND x.created_at <= v.last_served + w.window_
-              AND x.action = ANY (feed._positive_actions())) x
+              AND x.action = ANY (feed._positive_actions())
+            OFFSET 0) x
         JOIN tail t ON t.user_id = v.user_id AND t.post_id = x.post_id
                    AND x.created_at >= t.served_at AND x.created_at <= t.served_at + w.window_
     )
@@ -395,22 +401,29 @@ BEGIN
             USING ERRCODE = '22023', HINT = 'SELECT name FROM feed.experiments lists them';
     END IF;
     RETURN QUERY
-    WITH per_viewer AS (
-        SELECT u.variant, u.user_id, sum(u.impressions) AS impressions, sum(u.engagements) AS engagements
-        FROM (SELECT r.experiments ->> p_experiment AS variant, r.user_id, count(*) AS impressions,
-                     count(*) FILTER (WHERE r.engaged) AS engagements
-              FROM feed._served('-infinity', p_experiment) r
-              WHERE r.user_id IS NOT NULL
-              GROUP BY 1, 2
-              UNION ALL
-              SELECT a.variant, a.user_id, a.impressions, a.engagements
-              FROM feed.analytics_experiment_viewers a
-              WHERE a.experiment = p_experiment) u
+    WITH tail AS (
+        SELECT r.experiments ->> p_experiment AS variant, r.user_id, count(*) AS impressions,
+               count(*) FILTER (WHERE r.engaged) AS engagements
+        FROM feed._served('-infinity', p_experiment) r
+        WHERE r.user_id IS NOT NULL
         GROUP BY 1, 2
     ), per_variant AS (
-        SELECT p.variant, count(*) AS viewers, sum(p.impressions)::bigint AS impressions,
-               sum(p.engagements)::bigint AS engagements
-        FROM per_viewer p GROUP BY 1
+        -- the rolled-up totals, plus the tail; a tail viewer is a new viewer
+        -- unless the rollup already counted them in that variant
+        SELECT u.variant, sum(u.viewers)::bigint AS viewers, sum(u.impressions)::bigint AS impressions,
+               sum(u.engagements)::bigint AS engagements
+        FROM (SELECT t.variant,
+                     count(*) FILTER (WHERE NOT EXISTS (
+                         SELECT 1 FROM feed.analytics_experiment_viewers a
+                         WHERE a.experiment = p_experiment AND a.variant = t.variant AND a.user_id = t.user_id))
+                         AS viewers,
+                     sum(t.impressions) AS impressions, sum(t.engagements) AS engagements
+              FROM tail t GROUP BY 1
+              UNION ALL
+              SELECT a.variant, a.viewers, a.impressions, a.engagements
+              FROM feed.analytics_experiment_variants a
+              WHERE a.experiment = p_experiment) u
+        GROUP BY 1
     )
     SELECT k.variant, coalesce(v.viewers, 0), coalesce(v.impressions, 0), coalesce(v.engagements, 0),
            v.engagements::double precision / nullif(v.impressions, 0), w.low, w.high
@@ -454,22 +467,41 @@ DECLARE
     v_from date := feed._metrics_from(p_since);
 BEGIN
     RETURN QUERY
-    WITH per_post AS (
+    WITH tail AS (
         SELECT (r.served_at AT TIME ZONE 'UTC')::date AS day, r.source, r.post_id, max(r.author_id) AS author_id,
                count(*) AS impressions, count(*) FILTER (WHERE r.is_repeat) AS repeats,
                count(*) FILTER (WHERE r.engaged) AS engagements
         FROM feed._served(v_from::timestamp AT TIME ZONE 'UTC') r
         GROUP BY 1, 2, 3
+    ), per_source AS (
+        -- the rolled-up totals, plus the tail; a tail post (author) is a new
+        -- one unless the rollup already holds it for that day and source.
+        -- Only a day and source with a rolled-up total are looked up (most of
+        -- the tail is not), and an author only for a post that is new (a
+        -- rolled-up post's author is rolled up too).
+        SELECT t.day, t.source, sum(t.impressions) AS impressions, sum(t.repeats) AS repeats,
+               sum(t.engagements) AS engagements, count(*) FILTER (WHERE n.new_post) AS posts,
+               count(DISTINCT t.author_id) FILTER (WHERE n.new_post AND (NOT n.rolled OR NOT EXISTS (
+                   SELECT 1 FROM feed.analytics_daily_posts a
+                   WHERE a.day = t.day AND a.source = t.source AND a.author_id = t.author_id))) AS authors
+        FROM tail t
+        LEFT JOIN feed.analytics_daily_sources s ON s.day = t.day AND s.source = t.source
+        CROSS JOIN LATERAL (
+            SELECT s.day IS NOT NULL AS rolled, s.day IS NULL OR NOT EXISTS (
+                       SELECT 1 FROM feed.analytics_daily_posts a
+                       WHERE a.day = t.day AND a.source = t.source AND a.post_id = t.post_id) AS new_post
+            OFFSET 0) n
+        GROUP BY 1, 2
         UNION ALL
-        SELECT a.day, a.source, a.post_id, a.author_id, a.impressions, a.repeats, a.engagements
-        FROM feed.analytics_daily_posts a
+        SELECT a.day, a.source, a.impressions, a.repeats, a.engagements, a.distinct_posts, a.distinct_authors
+        FROM feed.analytics_daily_sources a
         WHERE a.day >= v_from
     )
     SELECT p.day, p.source, sum(p.impressions)::bigint, sum(p.engagements)::bigint,
            sum(p.engagements)::double precision / nullif(sum(p.impressions), 0),
            sum(p.repeats)::double precision / nullif(sum(p.impressions), 0),
-           count(DISTINCT p.post_id), count(DISTINCT p.author_id)
-    FROM per_post p
+           sum(p.posts)::bigint, sum(p.authors)::bigint
+    FROM per_source p
     GROUP BY 1, 2
     ORDER BY 1, 2;
 END
@@ -540,16 +572,39 @@ BEGIN
 
     -- one statement: every rollup reads the same rows (no temporary table,
     -- which a caller could have prepared with a trigger of its own)
+    -- Every part of one statement sees the rollups as they were before it, so
+    -- the NOT EXISTS below find what earlier rollups hold: a post, author or
+    -- viewer they do not hold is new to its day and source (variant) total.
     WITH rows_ AS MATERIALIZED (
         SELECT r.* FROM feed._served('-infinity', NULL, v_cutoff) r
+    ), daily AS MATERIALIZED (
+        SELECT (t.served_at AT TIME ZONE 'UTC')::date AS day, t.source, t.post_id, max(t.author_id) AS author_id,
+               count(*) AS impressions, count(*) FILTER (WHERE t.is_repeat) AS repeats,
+               count(*) FILTER (WHERE t.engaged) AS engagements
+        FROM rows_ t GROUP BY 1, 2, 3
     ), posts AS (
         INSERT INTO feed.analytics_daily_posts AS a (day, source, post_id, author_id, impressions, repeats, engagements)
-        SELECT (t.served_at AT TIME ZONE 'UTC')::date, t.source, t.post_id, max(t.author_id), count(*),
-               count(*) FILTER (WHERE t.is_repeat), count(*) FILTER (WHERE t.engaged)
-        FROM rows_ t GROUP BY 1, 2, 3
+        SELECT d.day, d.source, d.post_id, d.author_id, d.impressions, d.repeats, d.engagements
+        FROM daily d
         ON CONFLICT (day, source, post_id) DO UPDATE
         SET impressions = a.impressions + excluded.impressions, repeats = a.repeats + excluded.repeats,
             engagements = a.engagements + excluded.engagements
+    ), sources AS (
+        INSERT INTO feed.analytics_daily_sources AS a (day, source, impressions, repeats, engagements,
+                                                       distinct_posts, distinct_authors)
+        SELECT d.day, d.source, sum(d.impressions), sum(d.repeats), sum(d.engagements),
+               count(*) FILTER (WHERE NOT EXISTS (
+                   SELECT 1 FROM feed.analytics_daily_posts o
+                   WHERE o.day = d.day AND o.source = d.source AND o.post_id = d.post_id)),
+               count(DISTINCT d.author_id) FILTER (WHERE NOT EXISTS (
+                   SELECT 1 FROM feed.analytics_daily_posts o
+                   WHERE o.day = d.day AND o.source = d.source AND o.author_id = d.author_id))
+        FROM daily d GROUP BY 1, 2
+        ON CONFLICT (day, source) DO UPDATE
+        SET impressions = a.impressions + excluded.impressions, repeats = a.repeats + excluded.repeats,
+            engagements = a.engagements + excluded.engagements,
+            distinct_posts = a.distinct_posts + excluded.distinct_posts,
+            distinct_authors = a.distinct_authors + excluded.distinct_authors
     ), pages AS (
         INSERT INTO feed.analytics_daily_pages AS a (day, pages, items, repeat_share_sum, distinct_authors_sum)
         SELECT p.day, count(*), sum(p.items), sum(p.repeat_share), sum(p.authors)
@@ -562,15 +617,30 @@ BEGIN
         SET pages = a.pages + excluded.pages, items = a.items + excluded.items,
             repeat_share_sum = a.repeat_share_sum + excluded.repeat_share_sum,
             distinct_authors_sum = a.distinct_authors_sum + excluded.distinct_authors_sum
-    ), viewers AS (
-        INSERT INTO feed.analytics_experiment_viewers AS a (experiment, variant, user_id, impressions, engagements)
-        SELECT x.key, x.value, t.user_id, count(*), count(*) FILTER (WHERE t.engaged)
+    ), per_viewer AS MATERIALIZED (
+        SELECT x.key AS experiment, x.value AS variant, t.user_id, count(*) AS impressions,
+               count(*) FILTER (WHERE t.engaged) AS engagements
         FROM rows_ t
         CROSS JOIN LATERAL jsonb_each_text(t.experiments) x
         WHERE t.user_id IS NOT NULL AND EXISTS (SELECT 1 FROM feed.experiments e WHERE e.name = x.key)
         GROUP BY 1, 2, 3
+    ), viewers AS (
+        INSERT INTO feed.analytics_experiment_viewers AS a (experiment, variant, user_id, impressions, engagements)
+        SELECT v.experiment, v.variant, v.user_id, v.impressions, v.engagements
+        FROM per_viewer v
         ON CONFLICT (experiment, variant, user_id) DO UPDATE
         SET impressions = a.impressions + excluded.impressions, engagements = a.engagements + excluded.engagements
+    ), variants AS (
+        INSERT INTO feed.analytics_experiment_variants AS a (experiment, variant, viewers, impressions, engagements)
+        SELECT v.experiment, v.variant,
+               count(*) FILTER (WHERE NOT EXISTS (
+                   SELECT 1 FROM feed.analytics_experiment_viewers o
+                   WHERE o.experiment = v.experiment AND o.variant = v.variant AND o.user_id = v.user_id)),
+               sum(v.impressions), sum(v.engagements)
+        FROM per_viewer v GROUP BY 1, 2
+        ON CONFLICT (experiment, variant) DO UPDATE
+        SET viewers = a.viewers + excluded.viewers, impressions = a.impressions + excluded.impressions,
+            engagements = a.engagements + excluded.engagements
     )
     SELECT count(DISTINCT t.session_id), count(*) INTO v_sessions, v_rows FROM rows_ t;
 

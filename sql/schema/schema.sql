@@ -542,3 +542,35 @@ CREATE TABLE feed.analytics_experiment_viewers (
 );
 COMMENT ON TABLE feed.analytics_experiment_viewers IS
     'Rolled-up impressions and engagements per experiment, variant and viewer (feed.experiment_results).';
+
+-------------------------------------------------------------------------------
+-- analytics read from totals: per UTC day and source, and per experiment and
+-- variant, what feed._rollup_analytics has rolled up, distinct counts
+-- included (a batch counts the posts, authors and viewers its rollup table did
+-- not hold yet), so feed_metrics and experiment_results read a few rows plus
+-- the tail
+CREATE TABLE feed.analytics_daily_sources (
+    day              date NOT NULL,
+    source           text NOT NULL,
+    impressions      bigint NOT NULL,
+    repeats          bigint NOT NULL,
+    engagements      bigint NOT NULL,
+    distinct_posts   bigint NOT NULL,
+    distinct_authors bigint NOT NULL,
+    PRIMARY KEY (day, source)
+);
+COMMENT ON TABLE feed.analytics_daily_sources IS
+    'Rolled-up served rows per UTC day and source, with distinct posts and authors (feed.feed_metrics).';
+-- whether an author is already counted for a day and source
+CREATE INDEX analytics_daily_posts_author_idx ON feed.analytics_daily_posts (day, source, author_id);
+
+CREATE TABLE feed.analytics_experiment_variants (
+    experiment  text NOT NULL REFERENCES feed.experiments (name) ON UPDATE CASCADE ON DELETE CASCADE,
+    variant     text NOT NULL,
+    viewers     bigint NOT NULL,
+    impressions bigint NOT NULL,
+    engagements bigint NOT NULL,
+    PRIMARY KEY (experiment, variant)
+);
+COMMENT ON TABLE feed.analytics_experiment_variants IS
+    'Rolled-up viewers, impressions and engagements per experiment and variant (feed.experiment_results).';
