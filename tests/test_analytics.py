@@ -49,13 +49,13 @@ def wilson(k, n, z=1.959963984540054):
 def reset(db, truncate_state: bool):
     db.execute("TRUNCATE feed.feed_sessions, feed.feed_session_items, feed.interactions,"
                " feed.analytics_daily_posts, feed.analytics_daily_pages, feed.analytics_experiment_viewers,"
-               " feed.analytics_daily_sources, feed.analytics_experiment_variants")
+               " feed.analytics_daily_sources, feed.analytics_experiment_variants, feed.analytics_engaged_rows")
     db.execute("DELETE FROM feed.experiments")
     if truncate_state:
         # what `pgfeed seed --replace` does: the state row is gone, which means nothing is rolled up
         db.execute("TRUNCATE feed.analytics_rollup_state")
     else:
-        db.execute("UPDATE feed.analytics_rollup_state SET rolled_up_before = '-infinity'")
+        db.execute("UPDATE feed.analytics_rollup_state SET rolled_up_before = '-infinity', engaged_through = '-infinity'")
     db.execute("""INSERT INTO feed.experiments (name, variants, status)
                   VALUES ('exp', '{"a": {"weight": 1}, "b": {"weight": 1}}', 'running')""")
 
@@ -95,7 +95,7 @@ def replay(db, plan, start):
             # run_maintenance at this moment: roll up, then delete what was rolled up
             db.execute("SELECT feed._rollup_analytics(%s)", [clock])
             db.execute("DELETE FROM feed.feed_sessions s WHERE s.expires_at <"
-                       " (SELECT least(r.rolled_up_before, %s) FROM feed.analytics_rollup_state r)", [clock])
+                       " least(feed._analytics_deletable_before(), %s)", [clock])
     return rows, interactions
 
 

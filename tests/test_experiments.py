@@ -298,8 +298,7 @@ def test_results_survive_session_expiry_through_the_rollup(db):
     # a second rollup finds nothing new
     assert db.execute("SELECT feed._rollup_analytics()").fetchone()[0]["rows_rolled_up"] == 0
     # maintenance deletes what was rolled up: nothing changes
-    db.execute("DELETE FROM feed.feed_sessions s WHERE s.expires_at <"
-               " (SELECT rolled_up_before FROM feed.analytics_rollup_state)")
+    db.execute("DELETE FROM feed.feed_sessions s WHERE s.expires_at < feed._analytics_deletable_before()")
     assert db.execute("SELECT count(*) FROM feed.feed_sessions").fetchone()[0] == 2
     assert_close(results(db), expected_results())
     assert_close(metrics(db), EXPECTED_METRICS)

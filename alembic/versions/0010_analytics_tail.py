@@ -1,5 +1,7 @@
 """Analytics read from totals: feed.analytics_daily_sources and
-feed.analytics_experiment_variants, filled from the rollups already kept.
+feed.analytics_experiment_variants, filled from the rollups already kept;
+sessions rolled up soon after they expire, their later engagement counted once
+(feed.analytics_engaged_rows, analytics_rollup_state.engaged_through).
 
 Revision ID: 0010
 Revises: 0008
@@ -22,6 +24,8 @@ depends_on = None
 UPGRADE_SQL = Path(__file__).with_suffix(".sql")
 
 DOWNGRADE_SQL = """
+DROP TABLE feed.analytics_engaged_rows;
+ALTER TABLE feed.analytics_rollup_state DROP COLUMN engaged_through;
 DROP TABLE feed.analytics_experiment_variants;
 DROP INDEX feed.analytics_daily_posts_author_idx;
 DROP TABLE feed.analytics_daily_sources;

@@ -30,6 +30,27 @@ CREATE TABLE feed.analytics_experiment_variants (
 COMMENT ON TABLE feed.analytics_experiment_variants IS
     'Rolled-up viewers, impressions and engagements per experiment and variant (feed.experiment_results).';
 
+-- sessions are folded into the rollups soon after they expire, before their
+-- attribution window closes: a folded row engaged later is counted then, once
+-- (analytics_engaged_rows), from the interactions written since engaged_through
+ALTER TABLE feed.analytics_rollup_state ADD COLUMN engaged_through timestamptz NOT NULL DEFAULT '-infinity';
+COMMENT ON COLUMN feed.analytics_rollup_state.engaged_through IS
+    'Positive interactions written before it are counted in the rollups'' engagements.';
+
+CREATE TABLE feed.analytics_engaged_rows (
+    session_id uuid NOT NULL,
+    post_id    bigint NOT NULL,
+    PRIMARY KEY (session_id, post_id),
+    FOREIGN KEY (session_id, post_id) REFERENCES feed.feed_session_items (session_id, post_id) ON DELETE CASCADE
+);
+COMMENT ON TABLE feed.analytics_engaged_rows IS
+    'Served rows of rolled-up sessions already counted as engaged (each counts once).';
+-- what is rolled up so far was rolled up after its attribution window closed:
+-- every interaction that could engage it was counted
+UPDATE feed.analytics_rollup_state
+SET engaged_through = rolled_up_before + coalesce((SELECT s.value::interval FROM feed.settings s
+                                                   WHERE s.name = 'attribution_window'), interval '24 hours');
+
 -- the totals of what is already rolled up
 INSERT INTO feed.analytics_daily_sources (day, source, impressions, repeats, engagements, distinct_posts,
                                           distinct_authors)

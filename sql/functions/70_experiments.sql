@@ -325,6 +325,29 @@ AS $func$
 $func$;
 
 -------------------------------------------------------------------------------
+-- _engaged_through: positive interactions written before it are counted in
+-- the rollups' engagements ('-infinity' without a state row)
+CREATE OR REPLACE FUNCTION feed._engaged_through()
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    SELECT coalesce((SELECT r.engaged_through FROM feed.analytics_rollup_state r), '-infinity')
+$func$;
+
+-------------------------------------------------------------------------------
+-- _analytics_deletable_before: sessions that expired before it are rolled up
+-- and past their attribution window, every interaction that could engage
+-- them counted: run_maintenance may delete them
+CREATE OR REPLACE FUNCTION feed._analytics_deletable_before()
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    SELECT least(feed._rollup_watermark(), feed._engaged_through() - feed._setting_interval('attribution_window'))
+$func$;
+
+-------------------------------------------------------------------------------
 -- _served: served rows not yet rolled up (sessions that expired on or after
 -- the rollup watermark, and before p_expires_before), served at or after
 -- p_from, each with whether the same viewer engaged with the post within
@@ -381,6 +404,58 @@ AS $func$
 $func$;
 
 -------------------------------------------------------------------------------
+-- _late_engaged: served rows of rolled-up sessions (expired before the
+-- rollup watermark) not yet counted as engaged, that the same viewer engaged
+-- with by a positive interaction written in [p_since, p_until) and within
+-- attribution_window of serving it; served at or after p_from, of sessions
+-- that recorded p_experiment when it is given. The rollups' engagements plus
+-- these are every engaged rolled-up row.
+-- Its cost follows the interactions since p_since: the sessions that may
+-- still be engaged (expired less than a window before p_since) by
+-- feed_sessions_expires_idx, each of their viewers' interactions since
+-- p_since by one range scan of interactions_user_recent_idx, and the rows
+-- they name by the (session_id, post_id) key.
+CREATE OR REPLACE FUNCTION feed._late_engaged(p_from timestamptz, p_experiment text DEFAULT NULL,
+                                              p_since timestamptz DEFAULT NULL,
+                                              p_until timestamptz DEFAULT 'infinity')
+RETURNS TABLE (session_id uuid, user_id bigint, experiments jsonb, post_id bigint, source text,
+               served_at timestamptz)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    WITH w AS MATERIALIZED (
+        SELECT feed._setting_interval('attribution_window') AS window_,
+               coalesce(p_since, feed._engaged_through()) AS since
+    ), open_ AS MATERIALIZED (
+        SELECT s.session_id, s.user_id, s.experiments
+        FROM feed.feed_sessions s, w
+        WHERE s.expires_at < feed._rollup_watermark() AND s.expires_at >= w.since - w.window_
+          AND s.user_id IS NOT NULL
+          AND (p_experiment IS NULL OR s.experiments ? p_experiment)
+    ), x AS (
+        SELECT DISTINCT v.user_id, x.post_id, x.created_at
+        FROM (SELECT DISTINCT o.user_id FROM open_ o) v
+        CROSS JOIN w
+        CROSS JOIN LATERAL (
+            SELECT x.post_id, x.created_at FROM feed.interactions x
+            WHERE x.user_id = v.user_id AND x.created_at >= w.since AND x.created_at < p_until
+              AND x.action = ANY (feed._positive_actions())
+            OFFSET 0) x
+    )
+    SELECT DISTINCT o.session_id, o.user_id, o.experiments, i.post_id, i.source, i.served_at
+    FROM x
+    CROSS JOIN w
+    JOIN open_ o ON o.user_id = x.user_id
+    CROSS JOIN LATERAL (
+        SELECT i.post_id, i.source, i.served_at FROM feed.feed_session_items i
+        WHERE i.session_id = o.session_id AND i.post_id = x.post_id AND i.served_at >= p_from
+          AND x.created_at >= i.served_at AND x.created_at <= i.served_at + w.window_
+        OFFSET 0) i
+    WHERE NOT EXISTS (SELECT 1 FROM feed.analytics_engaged_rows e
+                      WHERE e.session_id = o.session_id AND e.post_id = i.post_id)
+$func$;
+
+-------------------------------------------------------------------------------
 -- experiment_results: per variant, viewers, impressions (rows served to the
 -- variant's viewers), engagements (served rows the viewer engaged with within
 -- attribution_window), the rate and its 95% Wilson interval (contract §8).
@@ -419,6 +494,10 @@ BEGIN
                          AS viewers,
                      sum(t.impressions) AS impressions, sum(t.engagements) AS engagements
               FROM tail t GROUP BY 1
+              UNION ALL
+              SELECT l.experiments ->> p_experiment, 0, 0, count(*)
+              FROM feed._late_engaged('-infinity', p_experiment) l
+              GROUP BY 1
               UNION ALL
               SELECT a.variant, a.viewers, a.impressions, a.engagements
               FROM feed.analytics_experiment_variants a
@@ -493,6 +572,10 @@ BEGIN
             OFFSET 0) n
         GROUP BY 1, 2
         UNION ALL
+        SELECT (l.served_at AT TIME ZONE 'UTC')::date, l.source, 0, 0, count(*), 0, 0
+        FROM feed._late_engaged(v_from::timestamp AT TIME ZONE 'UTC') l
+        GROUP BY 1, 2
+        UNION ALL
         SELECT a.day, a.source, a.impressions, a.repeats, a.engagements, a.distinct_posts, a.distinct_authors
         FROM feed.analytics_daily_sources a
         WHERE a.day >= v_from
@@ -544,11 +627,16 @@ END
 $func$;
 
 -------------------------------------------------------------------------------
--- _rollup_analytics: fold the served rows of sessions whose attribution
--- window has closed (expired before now() - attribution_window) into the
--- rollups, and move the watermark past them. run_maintenance calls it before
--- deleting sessions, and deletes only sessions below the watermark, so
--- results and metrics survive expiry. Returns the counts.
+-- _rollup_analytics: fold the served rows of sessions that expired more
+-- than one session_lifetime ago (no feed call can still be continuing them)
+-- into the rollups, with the engagement they have, and move the watermark
+-- past them; first count the rows of earlier folded sessions that positive
+-- interactions written since engaged_through engaged (each row once:
+-- analytics_engaged_rows), and move engaged_through to p_now.
+-- run_maintenance calls it before deleting sessions, and deletes only
+-- sessions _analytics_deletable_before (folded, and their attribution window
+-- closed before engaged_through), so results and metrics survive expiry.
+-- Returns the counts.
 -- p_now: the present (tests replay a timeline with it; run_maintenance passes none).
 DROP FUNCTION IF EXISTS feed._rollup_analytics();
 CREATE OR REPLACE FUNCTION feed._rollup_analytics(p_now timestamptz DEFAULT now())
@@ -558,15 +646,52 @@ SET search_path = pg_catalog, pg_temp
 AS $func$
 DECLARE
     v_state feed.analytics_rollup_state;
-    v_cutoff timestamptz := p_now - feed._setting_interval('attribution_window');
-    v_sessions bigint;
-    v_rows bigint;
+    v_cutoff timestamptz := p_now - feed._setting_interval('session_lifetime');
+    v_sessions bigint := 0;
+    v_rows bigint := 0;
+    v_late bigint := 0;
 BEGIN
     -- one rollup at a time (the state row comes back if it was truncated away)
     INSERT INTO feed.analytics_rollup_state AS r (singleton) VALUES (true) ON CONFLICT (singleton) DO NOTHING;
     SELECT * INTO v_state FROM feed.analytics_rollup_state r FOR UPDATE;
+
+    -- late engagement of rows already folded (before this rollup's fold, so
+    -- it never sees the rows folded below, whose engagement is counted whole)
+    IF p_now > v_state.engaged_through THEN
+        WITH late AS MATERIALIZED (
+            SELECT l.*, (l.served_at AT TIME ZONE 'UTC')::date AS day
+            FROM feed._late_engaged('-infinity', NULL, v_state.engaged_through, p_now) l
+        ), flags AS (
+            INSERT INTO feed.analytics_engaged_rows (session_id, post_id)
+            SELECT l.session_id, l.post_id FROM late l
+        ), posts AS (
+            UPDATE feed.analytics_daily_posts a SET engagements = a.engagements + l.n
+            FROM (SELECT l.day, l.source, l.post_id, count(*) AS n FROM late l GROUP BY 1, 2, 3) l
+            WHERE a.day = l.day AND a.source = l.source AND a.post_id = l.post_id
+        ), sources AS (
+            UPDATE feed.analytics_daily_sources a SET engagements = a.engagements + l.n
+            FROM (SELECT l.day, l.source, count(*) AS n FROM late l GROUP BY 1, 2) l
+            WHERE a.day = l.day AND a.source = l.source
+        ), per_viewer AS MATERIALIZED (
+            SELECT x.key AS experiment, x.value AS variant, l.user_id, count(*) AS n
+            FROM late l
+            CROSS JOIN LATERAL jsonb_each_text(l.experiments) x
+            GROUP BY 1, 2, 3
+        ), viewers AS (
+            UPDATE feed.analytics_experiment_viewers a SET engagements = a.engagements + v.n
+            FROM per_viewer v
+            WHERE a.experiment = v.experiment AND a.variant = v.variant AND a.user_id = v.user_id
+        ), variants AS (
+            UPDATE feed.analytics_experiment_variants a SET engagements = a.engagements + v.n
+            FROM (SELECT v.experiment, v.variant, sum(v.n) AS n FROM per_viewer v GROUP BY 1, 2) v
+            WHERE a.experiment = v.experiment AND a.variant = v.variant
+        )
+        SELECT count(*) INTO v_late FROM late;
+        UPDATE feed.analytics_rollup_state r SET engaged_through = p_now, updated_at = p_now;
+    END IF;
+
     IF v_cutoff <= v_state.rolled_up_before THEN
-        RETURN jsonb_build_object('sessions_rolled_up', 0, 'rows_rolled_up', 0,
+        RETURN jsonb_build_object('sessions_rolled_up', 0, 'rows_rolled_up', 0, 'late_engagements', v_late,
                                   'rolled_up_before', v_state.rolled_up_before);
     END IF;
 
@@ -630,6 +755,9 @@ BEGIN
         FROM per_viewer v
         ON CONFLICT (experiment, variant, user_id) DO UPDATE
         SET impressions = a.impressions + excluded.impressions, engagements = a.engagements + excluded.engagements
+    ), flags AS (
+        INSERT INTO feed.analytics_engaged_rows (session_id, post_id)
+        SELECT t.session_id, t.post_id FROM rows_ t WHERE t.engaged
     ), variants AS (
         INSERT INTO feed.analytics_experiment_variants AS a (experiment, variant, viewers, impressions, engagements)
         SELECT v.experiment, v.variant,
@@ -645,7 +773,7 @@ BEGIN
     SELECT count(DISTINCT t.session_id), count(*) INTO v_sessions, v_rows FROM rows_ t;
 
     UPDATE feed.analytics_rollup_state r SET rolled_up_before = v_cutoff, updated_at = p_now;
-    RETURN jsonb_build_object('sessions_rolled_up', v_sessions, 'rows_rolled_up', v_rows,
+    RETURN jsonb_build_object('sessions_rolled_up', v_sessions, 'rows_rolled_up', v_rows, 'late_engagements', v_late,
                               'rolled_up_before', v_cutoff);
 END
 $func$;

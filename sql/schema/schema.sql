@@ -574,3 +574,19 @@ CREATE TABLE feed.analytics_experiment_variants (
 );
 COMMENT ON TABLE feed.analytics_experiment_variants IS
     'Rolled-up viewers, impressions and engagements per experiment and variant (feed.experiment_results).';
+
+-- sessions are folded into the rollups soon after they expire, before their
+-- attribution window closes: a folded row engaged later is counted then, once
+-- (analytics_engaged_rows), from the interactions written since engaged_through
+ALTER TABLE feed.analytics_rollup_state ADD COLUMN engaged_through timestamptz NOT NULL DEFAULT '-infinity';
+COMMENT ON COLUMN feed.analytics_rollup_state.engaged_through IS
+    'Positive interactions written before it are counted in the rollups'' engagements.';
+
+CREATE TABLE feed.analytics_engaged_rows (
+    session_id uuid NOT NULL,
+    post_id    bigint NOT NULL,
+    PRIMARY KEY (session_id, post_id),
+    FOREIGN KEY (session_id, post_id) REFERENCES feed.feed_session_items (session_id, post_id) ON DELETE CASCADE
+);
+COMMENT ON TABLE feed.analytics_engaged_rows IS
+    'Served rows of rolled-up sessions already counted as engaged (each counts once).';
