@@ -196,3 +196,38 @@ def test_a_missing_state_row_means_nothing_is_rolled_up(db):
         assert db.execute("SELECT count(*) FROM feed.analytics_rollup_state").fetchone()[0] == 1
         assert [r[:5] for r in db.execute("SELECT * FROM feed.experiment_results('exp')")] == expected
     assert db.execute("SELECT count(*) FROM feed.feed_sessions").fetchone()[0] == 0
+
+
+def test_engagement_after_the_fold_counts_once(db):
+    """A session is folded one session_lifetime after it expires, before its
+    attribution window closes: a like that comes later counts, read as late
+    engagement and then from the rollup, and a second like on the same row
+    does not count again; the session is deleted only after its window."""
+    db.execute("INSERT INTO feed.experiments (name, variants, status) VALUES ('exp', '{\"a\": {\"weight\": 1}}',"
+               " 'running')")
+    session = uuid.uuid4()
+    db.execute("INSERT INTO feed.feed_sessions (session_id, user_id, mode, profile, seed, expires_at, experiments)"
+               " VALUES (%s, 1, 'personalized', 'default', 1, now() - interval '2 hours', '{\"exp\": \"a\"}')",
+               [session])
+    db.execute("INSERT INTO feed.feed_session_items (session_id, page_no, rank, post_id, author_id, score, source,"
+               " is_repeat, reasons, served_at) VALUES (%s, 1, 1, 1, 101, 1, 'trending', false, '{}',"
+               " now() - interval '3 hours')", [session])
+
+    def engagements():
+        results = [r[:4] for r in db.execute("SELECT * FROM feed.experiment_results('exp')")]
+        metrics = [r[2:4] for r in db.execute("SELECT * FROM feed.feed_metrics('2 days')")]
+        return results, metrics
+
+    rolled = db.execute("SELECT feed.run_maintenance()").fetchone()[0]
+    assert rolled["sessions_expired"] == 0
+    assert db.execute("SELECT count(*) FROM feed.analytics_daily_posts").fetchone()[0] == 1
+    assert engagements() == ([("a", 1, 1, 0)], [(1, 0)])
+    db.execute("INSERT INTO feed.interactions (user_id, post_id, action) VALUES (1, 1, 'like')")
+    assert engagements() == ([("a", 1, 1, 1)], [(1, 1)])  # read as late engagement
+    for _ in range(2):
+        db.execute("SELECT feed.run_maintenance()")
+        assert engagements() == ([("a", 1, 1, 1)], [(1, 1)])  # from the rollup
+        db.execute("INSERT INTO feed.interactions (user_id, post_id, action) VALUES (1, 1, 'save')")
+        assert engagements() == ([("a", 1, 1, 1)], [(1, 1)])
+    assert db.execute("SELECT count(*) FROM feed.analytics_engaged_rows").fetchone()[0] == 1
+    assert db.execute("SELECT count(*) FROM feed.feed_sessions").fetchone()[0] == 1
