@@ -28,7 +28,7 @@ FROZEN_REVISIONS = {
     "0006_typed_settings_and_states.sql": "de009b516cbbcb0bed76eec0e8706ed9c2127bf5b0b2c49f7938ce1f16e0f405",
     "0007_fair_draws.sql": "9e2b9cb78cd3be7f5d4abdc3b16d24d567f4237a7a478ee009b040bbc5a0c60f",
     "0008_experiments.sql": "c3973c64b8116770785bfe8684c7debe0a0d33e32bfaba9be613351e02cea1ed",
-    "0010_analytics_tail.sql": "2843518a52761755a2da6f7528b058badc53e463abccbdd03af06c7f127b2a22",
+    "0011_analytics_tail.sql": "2843518a52761755a2da6f7528b058badc53e463abccbdd03af06c7f127b2a22",
 }
 
 

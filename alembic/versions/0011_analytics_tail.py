@@ -3,8 +3,8 @@ feed.analytics_experiment_variants, filled from the rollups already kept;
 sessions rolled up soon after they expire, their later engagement counted once
 (feed.analytics_engaged_rows, analytics_rollup_state.engaged_through).
 
-Revision ID: 0010
-Revises: 0008
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-11-30
 
 feed._rollup_analytics (sql/functions/70_experiments.sql) keeps them current;
@@ -16,8 +16,8 @@ from pathlib import Path
 
 from alembic import op
 
-revision = "0010"
-down_revision = "0008"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
