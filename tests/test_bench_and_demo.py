@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import sys
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 from rich.console import Console
@@ -56,17 +59,53 @@ def test_bench_reports_every_figure_with_sane_values(empty_database, tmp_path):
     assert again["build"] == {"reused": True}
 
 
-def test_demo_runs_end_to_end(empty_database):
-    from pgfeed.demo import run_demo
+def test_demo_runs_end_to_end(empty_database, tmp_path):
+    pytest.importorskip("matplotlib", reason="the report needs the optional extra: pip install 'pgfeed[report]'")
+    from pgfeed.demo import DEMO_EXPERIMENT, run_demo
+    from pgfeed.report import PLOTS
 
     _, dsn = empty_database
     buffer = io.StringIO()
+    report = tmp_path / "demo" / "report.html"
     run_demo(dsn=dsn, data_dir=None, users=80, posts=600, interactions=4000, seed=3, viewer=None,
-             out=Console(file=buffer, width=160))
+             out=Console(file=buffer, width=400), report_path=report)
     text = buffer.getvalue()
     for expected in ("page 1 for user", "page 2", "likes post", "page 3, after the like", "Explore further",
-                     "pgfeed feed"):
+                     "pgfeed feed", f"pgfeed experiments results {DEMO_EXPERIMENT}"):
         assert expected in text, expected
+    # the demo ends by writing its report and printing where
+    assert text.rstrip().endswith(str(report.resolve()))
+    page = report.read_text()
+    assert len(page) > 10000
+    for plot in PLOTS:
+        section = re.search(rf'<section class="plot" id="{plot}">(.*?)</section>', page, re.S)
+        assert section, plot
+        if plot != "latency":   # the test server has no pg_stat_statements
+            assert re.search(r'<img [^>]*src="data:image/png;base64,[A-Za-z0-9+/=]{1000,}"', section.group(1)), plot
+    for missing in ("Nothing was served", "No experiment has", "served no rows", "nan", "None"):
+        assert missing not in re.sub(r'src="data:[^"]*"', "", page), missing
+    # the demo's A/B test has viewers, impressions and engagements in both variants
+    assert f"<h3>{DEMO_EXPERIMENT} (stopped)</h3>" in page
+    with psycopg.connect(dsn) as conn:
+        results = conn.execute("SELECT variant, viewers, impressions, engagements FROM feed.experiment_results(%s)",
+                               [DEMO_EXPERIMENT]).fetchall()
+    assert [r[0] for r in results] == ["control", "hybrid"]
+    assert all(viewers > 0 and impressions > 0 and engagements > 0 for _, viewers, impressions, engagements in results)
+
+
+def test_demo_without_the_plotting_extra_still_succeeds(empty_database, tmp_path, monkeypatch):
+    from pgfeed.demo import run_demo
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    _, dsn = empty_database
+    buffer = io.StringIO()
+    report = tmp_path / "report.html"
+    run_demo(dsn=dsn, data_dir=None, users=60, posts=400, interactions=2000, seed=5, viewer=None,
+             out=Console(file=buffer, width=400), report_path=report)
+    text = buffer.getvalue()
+    assert "page 3, after the like" in text
+    assert "pip install 'pgfeed[report]'" in text and f"pgfeed report --html {report}" in text
+    assert not report.exists()
 
 
 def test_eval_command_on_a_generic_csv(pg_server, tmp_path):

@@ -298,8 +298,7 @@ def test_results_survive_session_expiry_through_the_rollup(db):
     # a second rollup finds nothing new
     assert db.execute("SELECT feed._rollup_analytics()").fetchone()[0]["rows_rolled_up"] == 0
     # maintenance deletes what was rolled up: nothing changes
-    db.execute("DELETE FROM feed.feed_sessions s WHERE s.expires_at <"
-               " (SELECT rolled_up_before FROM feed.analytics_rollup_state)")
+    db.execute("DELETE FROM feed.feed_sessions s WHERE s.expires_at < feed._analytics_deletable_before()")
     assert db.execute("SELECT count(*) FROM feed.feed_sessions").fetchone()[0] == 2
     assert_close(results(db), expected_results())
     assert_close(metrics(db), EXPECTED_METRICS)
@@ -359,3 +358,19 @@ def test_an_explicit_profile_wins_over_the_variant(db):
     rows = db.execute("""SELECT reasons FROM feed.get_personalized_feed(7, 5, NULL, '{"profile": "social"}')""").fetchall()
     assert {r[0]["profile"] for r in rows} == {"social"}
     assert all("experiment" not in r[0] for r in rows)
+
+
+def test_explore_and_repeat_rows_carry_the_experiment_too(db):
+    """Every row's reasons name the viewer's experiment and variant, the rows
+    the exploration and controlled-repeat stages add included."""
+    _variant_world(db)
+    db.execute("""INSERT INTO feed.experiments (name, variants, status) VALUES ('explore-more',
+                  '{"on": {"weight": 1, "settings": {"epsilon": 0.5}}}', 'running')""")
+    db.execute("SELECT feed.record_interaction(7, 3, 'like')")
+    # 40 posts, a page of 100: the 39 unseen (half the slots offered to exploration), then the
+    # liked one as a controlled repeat
+    rows = db.execute("SELECT source, is_repeat, reasons FROM feed.get_personalized_feed(7, 100, NULL)").fetchall()
+    sources = {r[0] for r in rows}
+    assert "explore" in sources and "repeat" in sources, sources
+    for source, _, reasons in rows:
+        assert (reasons.get("experiment"), reasons.get("variant")) == ("explore-more", "on"), (source, reasons)

@@ -30,6 +30,7 @@ FROZEN_REVISIONS = {
     "0008_experiments.sql": "c3973c64b8116770785bfe8684c7debe0a0d33e32bfaba9be613351e02cea1ed",
     "0009_import_keys.sql": "88f4100a47e7b902405e09c9d01103afc2a5e0ab36f377f46984bfd7507d8387",
     "0010_tag_taste.sql": "c6243043517d60a85d592ca73b59d73666efd16d476d2065c60260f23a963ec8",
+    "0011_analytics_tail.sql": "2843518a52761755a2da6f7528b058badc53e463abccbdd03af06c7f127b2a22",
 }
 
 

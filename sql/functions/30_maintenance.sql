@@ -157,11 +157,11 @@ BEGIN
 
     -- sessions past their lifetime and their attribution window (their served
     -- pages go with them), once analytics has folded them into its rollups
+    -- and counted every interaction that could engage them
     PERFORM feed._rollup_analytics();
     DELETE FROM feed.feed_sessions s
     WHERE s.session_id = ANY (ARRAY(SELECT o.session_id FROM feed.feed_sessions o
-                                    WHERE o.expires_at < (SELECT least(r.rolled_up_before, v_now)
-                                                          FROM feed.analytics_rollup_state r)
+                                    WHERE o.expires_at < least(feed._analytics_deletable_before(), v_now)
                                     ORDER BY o.expires_at LIMIT v_limit));
     GET DIAGNOSTICS v_sessions = ROW_COUNT;
 

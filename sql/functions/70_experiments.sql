@@ -314,31 +314,145 @@ AS $func$
 $func$;
 
 -------------------------------------------------------------------------------
+-- _rollup_watermark: sessions that expired before it are in the rollups (a
+-- missing state row, e.g. after a TRUNCATE, means nothing is)
+CREATE OR REPLACE FUNCTION feed._rollup_watermark()
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    SELECT coalesce((SELECT r.rolled_up_before FROM feed.analytics_rollup_state r), '-infinity')
+$func$;
+
+-------------------------------------------------------------------------------
+-- _engaged_through: positive interactions written before it are counted in
+-- the rollups' engagements ('-infinity' without a state row)
+CREATE OR REPLACE FUNCTION feed._engaged_through()
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    SELECT coalesce((SELECT r.engaged_through FROM feed.analytics_rollup_state r), '-infinity')
+$func$;
+
+-------------------------------------------------------------------------------
+-- _analytics_deletable_before: sessions that expired before it are rolled up
+-- and past their attribution window, every interaction that could engage
+-- them counted: run_maintenance may delete them
+CREATE OR REPLACE FUNCTION feed._analytics_deletable_before()
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    SELECT least(feed._rollup_watermark(), feed._engaged_through() - feed._setting_interval('attribution_window'))
+$func$;
+
+-------------------------------------------------------------------------------
 -- _served: served rows not yet rolled up (sessions that expired on or after
--- the rollup watermark), served at or after p_from, each with whether the
--- same viewer engaged with the post within attribution_window of serving it;
--- only sessions that recorded p_experiment, when it is given.
--- Reads sessions by feed_sessions_expires_idx, their rows by the primary key,
--- and a viewer's interactions by interactions_user_recent_idx.
-CREATE OR REPLACE FUNCTION feed._served(p_from timestamptz, p_experiment text DEFAULT NULL)
+-- the rollup watermark, and before p_expires_before), served at or after
+-- p_from, each with whether the same viewer engaged with the post within
+-- attribution_window of serving it; only sessions that recorded
+-- p_experiment, when it is given.
+-- Set-based, so its cost follows the tail, not the log: sessions by
+-- feed_sessions_expires_idx, their rows by the primary key, and each viewer's
+-- positive interactions in [first row served, last row served + window] by
+-- ONE range scan of interactions_user_recent_idx per viewer (not one probe
+-- per served row), matched to the rows by a hash join on (viewer, post).
+DROP FUNCTION IF EXISTS feed._served(timestamptz, text);
+CREATE OR REPLACE FUNCTION feed._served(p_from timestamptz, p_experiment text DEFAULT NULL,
+                                        p_expires_before timestamptz DEFAULT 'infinity')
 RETURNS TABLE (session_id uuid, user_id bigint, experiments jsonb, page_no integer, post_id bigint,
                author_id bigint, source text, is_repeat boolean, served_at timestamptz, engaged boolean)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $func$
-    SELECT s.session_id, s.user_id, s.experiments, i.page_no, i.post_id, i.author_id, i.source, i.is_repeat,
-           i.served_at,
-           s.user_id IS NOT NULL AND EXISTS (
-               SELECT 1 FROM feed.interactions x
-               WHERE x.user_id = s.user_id AND x.post_id = i.post_id
-                 AND x.created_at >= i.served_at AND x.created_at <= i.served_at + w.window_
-                 AND x.action = ANY (feed._positive_actions()))
-    FROM (SELECT r.rolled_up_before FROM feed.analytics_rollup_state r) m,
-         (SELECT feed._setting_interval('attribution_window') AS window_) w,
-         feed.feed_sessions s
-         JOIN feed.feed_session_items i ON i.session_id = s.session_id
-    WHERE s.expires_at >= m.rolled_up_before AND i.served_at >= p_from
-      AND (p_experiment IS NULL OR s.experiments ? p_experiment)
+    WITH tail AS MATERIALIZED (
+        SELECT s.session_id, s.user_id, s.experiments, i.page_no, i.post_id, i.author_id, i.source, i.is_repeat,
+               i.served_at
+        FROM feed.feed_sessions s
+        -- OFFSET 0 keeps each lateral a per-session (per-viewer) index range
+        -- scan: flattened, the planner hash-joins the whole table instead
+        CROSS JOIN LATERAL (
+            SELECT i.page_no, i.post_id, i.author_id, i.source, i.is_repeat, i.served_at
+            FROM feed.feed_session_items i
+            WHERE i.session_id = s.session_id AND i.served_at >= p_from
+            OFFSET 0) i
+        WHERE s.expires_at >= feed._rollup_watermark() AND s.expires_at < p_expires_before
+          AND (p_experiment IS NULL OR s.experiments ? p_experiment)
+    ), w AS MATERIALIZED (
+        SELECT feed._setting_interval('attribution_window') AS window_
+    ), viewers AS (
+        SELECT t.user_id, min(t.served_at) AS first_served, max(t.served_at) AS last_served
+        FROM tail t WHERE t.user_id IS NOT NULL GROUP BY 1
+    ), engaged AS (
+        SELECT DISTINCT t.session_id, t.post_id
+        FROM viewers v
+        CROSS JOIN w
+        CROSS JOIN LATERAL (
+            SELECT x.post_id, x.created_at FROM feed.interactions x
+            WHERE x.user_id = v.user_id
+              AND x.created_at >= v.first_served AND x.created_at <= v.last_served + w.window_
+              AND x.action = ANY (feed._positive_actions())
+            OFFSET 0) x
+        JOIN tail t ON t.user_id = v.user_id AND t.post_id = x.post_id
+                   AND x.created_at >= t.served_at AND x.created_at <= t.served_at + w.window_
+    )
+    SELECT t.session_id, t.user_id, t.experiments, t.page_no, t.post_id, t.author_id, t.source, t.is_repeat,
+           t.served_at, e.session_id IS NOT NULL
+    FROM tail t
+    LEFT JOIN engaged e ON e.session_id = t.session_id AND e.post_id = t.post_id
+$func$;
+
+-------------------------------------------------------------------------------
+-- _late_engaged: served rows of rolled-up sessions (expired before the
+-- rollup watermark) not yet counted as engaged, that the same viewer engaged
+-- with by a positive interaction written in [p_since, p_until) and within
+-- attribution_window of serving it; served at or after p_from, of sessions
+-- that recorded p_experiment when it is given. The rollups' engagements plus
+-- these are every engaged rolled-up row.
+-- Its cost follows the interactions since p_since: the sessions that may
+-- still be engaged (expired less than a window before p_since) by
+-- feed_sessions_expires_idx, each of their viewers' interactions since
+-- p_since by one range scan of interactions_user_recent_idx, and the rows
+-- they name by the (session_id, post_id) key.
+CREATE OR REPLACE FUNCTION feed._late_engaged(p_from timestamptz, p_experiment text DEFAULT NULL,
+                                              p_since timestamptz DEFAULT NULL,
+                                              p_until timestamptz DEFAULT 'infinity')
+RETURNS TABLE (session_id uuid, user_id bigint, experiments jsonb, post_id bigint, source text,
+               served_at timestamptz)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    WITH w AS MATERIALIZED (
+        SELECT feed._setting_interval('attribution_window') AS window_,
+               coalesce(p_since, feed._engaged_through()) AS since
+    ), open_ AS MATERIALIZED (
+        SELECT s.session_id, s.user_id, s.experiments
+        FROM feed.feed_sessions s, w
+        WHERE s.expires_at < feed._rollup_watermark() AND s.expires_at >= w.since - w.window_
+          AND s.user_id IS NOT NULL
+          AND (p_experiment IS NULL OR s.experiments ? p_experiment)
+    ), x AS (
+        SELECT DISTINCT v.user_id, x.post_id, x.created_at
+        FROM (SELECT DISTINCT o.user_id FROM open_ o) v
+        CROSS JOIN w
+        CROSS JOIN LATERAL (
+            SELECT x.post_id, x.created_at FROM feed.interactions x
+            WHERE x.user_id = v.user_id AND x.created_at >= w.since AND x.created_at < p_until
+              AND x.action = ANY (feed._positive_actions())
+            OFFSET 0) x
+    )
+    SELECT DISTINCT o.session_id, o.user_id, o.experiments, i.post_id, i.source, i.served_at
+    FROM x
+    CROSS JOIN w
+    JOIN open_ o ON o.user_id = x.user_id
+    CROSS JOIN LATERAL (
+        SELECT i.post_id, i.source, i.served_at FROM feed.feed_session_items i
+        WHERE i.session_id = o.session_id AND i.post_id = x.post_id AND i.served_at >= p_from
+          AND x.created_at >= i.served_at AND x.created_at <= i.served_at + w.window_
+        OFFSET 0) i
+    WHERE NOT EXISTS (SELECT 1 FROM feed.analytics_engaged_rows e
+                      WHERE e.session_id = o.session_id AND e.post_id = i.post_id)
 $func$;
 
 -------------------------------------------------------------------------------
@@ -362,22 +476,33 @@ BEGIN
             USING ERRCODE = '22023', HINT = 'SELECT name FROM feed.experiments lists them';
     END IF;
     RETURN QUERY
-    WITH per_viewer AS (
-        SELECT u.variant, u.user_id, sum(u.impressions) AS impressions, sum(u.engagements) AS engagements
-        FROM (SELECT r.experiments ->> p_experiment AS variant, r.user_id, count(*) AS impressions,
-                     count(*) FILTER (WHERE r.engaged) AS engagements
-              FROM feed._served('-infinity', p_experiment) r
-              WHERE r.user_id IS NOT NULL
-              GROUP BY 1, 2
-              UNION ALL
-              SELECT a.variant, a.user_id, a.impressions, a.engagements
-              FROM feed.analytics_experiment_viewers a
-              WHERE a.experiment = p_experiment) u
+    WITH tail AS (
+        SELECT r.experiments ->> p_experiment AS variant, r.user_id, count(*) AS impressions,
+               count(*) FILTER (WHERE r.engaged) AS engagements
+        FROM feed._served('-infinity', p_experiment) r
+        WHERE r.user_id IS NOT NULL
         GROUP BY 1, 2
     ), per_variant AS (
-        SELECT p.variant, count(*) AS viewers, sum(p.impressions)::bigint AS impressions,
-               sum(p.engagements)::bigint AS engagements
-        FROM per_viewer p GROUP BY 1
+        -- the rolled-up totals, plus the tail; a tail viewer is a new viewer
+        -- unless the rollup already counted them in that variant
+        SELECT u.variant, sum(u.viewers)::bigint AS viewers, sum(u.impressions)::bigint AS impressions,
+               sum(u.engagements)::bigint AS engagements
+        FROM (SELECT t.variant,
+                     count(*) FILTER (WHERE NOT EXISTS (
+                         SELECT 1 FROM feed.analytics_experiment_viewers a
+                         WHERE a.experiment = p_experiment AND a.variant = t.variant AND a.user_id = t.user_id))
+                         AS viewers,
+                     sum(t.impressions) AS impressions, sum(t.engagements) AS engagements
+              FROM tail t GROUP BY 1
+              UNION ALL
+              SELECT l.experiments ->> p_experiment, 0, 0, count(*)
+              FROM feed._late_engaged('-infinity', p_experiment) l
+              GROUP BY 1
+              UNION ALL
+              SELECT a.variant, a.viewers, a.impressions, a.engagements
+              FROM feed.analytics_experiment_variants a
+              WHERE a.experiment = p_experiment) u
+        GROUP BY 1
     )
     SELECT k.variant, coalesce(v.viewers, 0), coalesce(v.impressions, 0), coalesce(v.engagements, 0),
            v.engagements::double precision / nullif(v.impressions, 0), w.low, w.high
@@ -421,22 +546,45 @@ DECLARE
     v_from date := feed._metrics_from(p_since);
 BEGIN
     RETURN QUERY
-    WITH per_post AS (
+    WITH tail AS (
         SELECT (r.served_at AT TIME ZONE 'UTC')::date AS day, r.source, r.post_id, max(r.author_id) AS author_id,
                count(*) AS impressions, count(*) FILTER (WHERE r.is_repeat) AS repeats,
                count(*) FILTER (WHERE r.engaged) AS engagements
         FROM feed._served(v_from::timestamp AT TIME ZONE 'UTC') r
         GROUP BY 1, 2, 3
+    ), per_source AS (
+        -- the rolled-up totals, plus the tail; a tail post (author) is a new
+        -- one unless the rollup already holds it for that day and source.
+        -- Only a day and source with a rolled-up total are looked up (most of
+        -- the tail is not), and an author only for a post that is new (a
+        -- rolled-up post's author is rolled up too).
+        SELECT t.day, t.source, sum(t.impressions) AS impressions, sum(t.repeats) AS repeats,
+               sum(t.engagements) AS engagements, count(*) FILTER (WHERE n.new_post) AS posts,
+               count(DISTINCT t.author_id) FILTER (WHERE n.new_post AND (NOT n.rolled OR NOT EXISTS (
+                   SELECT 1 FROM feed.analytics_daily_posts a
+                   WHERE a.day = t.day AND a.source = t.source AND a.author_id = t.author_id))) AS authors
+        FROM tail t
+        LEFT JOIN feed.analytics_daily_sources s ON s.day = t.day AND s.source = t.source
+        CROSS JOIN LATERAL (
+            SELECT s.day IS NOT NULL AS rolled, s.day IS NULL OR NOT EXISTS (
+                       SELECT 1 FROM feed.analytics_daily_posts a
+                       WHERE a.day = t.day AND a.source = t.source AND a.post_id = t.post_id) AS new_post
+            OFFSET 0) n
+        GROUP BY 1, 2
         UNION ALL
-        SELECT a.day, a.source, a.post_id, a.author_id, a.impressions, a.repeats, a.engagements
-        FROM feed.analytics_daily_posts a
+        SELECT (l.served_at AT TIME ZONE 'UTC')::date, l.source, 0, 0, count(*), 0, 0
+        FROM feed._late_engaged(v_from::timestamp AT TIME ZONE 'UTC') l
+        GROUP BY 1, 2
+        UNION ALL
+        SELECT a.day, a.source, a.impressions, a.repeats, a.engagements, a.distinct_posts, a.distinct_authors
+        FROM feed.analytics_daily_sources a
         WHERE a.day >= v_from
     )
     SELECT p.day, p.source, sum(p.impressions)::bigint, sum(p.engagements)::bigint,
            sum(p.engagements)::double precision / nullif(sum(p.impressions), 0),
            sum(p.repeats)::double precision / nullif(sum(p.impressions), 0),
-           count(DISTINCT p.post_id), count(DISTINCT p.author_id)
-    FROM per_post p
+           sum(p.posts)::bigint, sum(p.authors)::bigint
+    FROM per_source p
     GROUP BY 1, 2
     ORDER BY 1, 2;
 END
@@ -479,43 +627,109 @@ END
 $func$;
 
 -------------------------------------------------------------------------------
--- _rollup_analytics: fold the served rows of sessions whose attribution
--- window has closed (expired before now() - attribution_window) into the
--- rollups, and move the watermark past them. run_maintenance calls it before
--- deleting sessions, and deletes only sessions below the watermark, so
--- results and metrics survive expiry. Returns the counts.
-CREATE OR REPLACE FUNCTION feed._rollup_analytics()
+-- _rollup_analytics: fold the served rows of sessions that expired more
+-- than one session_lifetime ago (no feed call can still be continuing them)
+-- into the rollups, with the engagement they have, and move the watermark
+-- past them; first count the rows of earlier folded sessions that positive
+-- interactions written since engaged_through engaged (each row once:
+-- analytics_engaged_rows), and move engaged_through to p_now.
+-- run_maintenance calls it before deleting sessions, and deletes only
+-- sessions _analytics_deletable_before (folded, and their attribution window
+-- closed before engaged_through), so results and metrics survive expiry.
+-- Returns the counts.
+-- p_now: the present (tests replay a timeline with it; run_maintenance passes none).
+DROP FUNCTION IF EXISTS feed._rollup_analytics();
+CREATE OR REPLACE FUNCTION feed._rollup_analytics(p_now timestamptz DEFAULT now())
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $func$
 DECLARE
     v_state feed.analytics_rollup_state;
-    v_cutoff timestamptz := now() - feed._setting_interval('attribution_window');
-    v_sessions bigint;
-    v_rows bigint;
+    v_cutoff timestamptz := p_now - feed._setting_interval('session_lifetime');
+    v_sessions bigint := 0;
+    v_rows bigint := 0;
+    v_late bigint := 0;
 BEGIN
-    -- one rollup at a time
+    -- one rollup at a time (the state row comes back if it was truncated away)
+    INSERT INTO feed.analytics_rollup_state AS r (singleton) VALUES (true) ON CONFLICT (singleton) DO NOTHING;
     SELECT * INTO v_state FROM feed.analytics_rollup_state r FOR UPDATE;
+
+    -- late engagement of rows already folded (before this rollup's fold, so
+    -- it never sees the rows folded below, whose engagement is counted whole)
+    IF p_now > v_state.engaged_through THEN
+        WITH late AS MATERIALIZED (
+            SELECT l.*, (l.served_at AT TIME ZONE 'UTC')::date AS day
+            FROM feed._late_engaged('-infinity', NULL, v_state.engaged_through, p_now) l
+        ), flags AS (
+            INSERT INTO feed.analytics_engaged_rows (session_id, post_id)
+            SELECT l.session_id, l.post_id FROM late l
+        ), posts AS (
+            UPDATE feed.analytics_daily_posts a SET engagements = a.engagements + l.n
+            FROM (SELECT l.day, l.source, l.post_id, count(*) AS n FROM late l GROUP BY 1, 2, 3) l
+            WHERE a.day = l.day AND a.source = l.source AND a.post_id = l.post_id
+        ), sources AS (
+            UPDATE feed.analytics_daily_sources a SET engagements = a.engagements + l.n
+            FROM (SELECT l.day, l.source, count(*) AS n FROM late l GROUP BY 1, 2) l
+            WHERE a.day = l.day AND a.source = l.source
+        ), per_viewer AS MATERIALIZED (
+            SELECT x.key AS experiment, x.value AS variant, l.user_id, count(*) AS n
+            FROM late l
+            CROSS JOIN LATERAL jsonb_each_text(l.experiments) x
+            GROUP BY 1, 2, 3
+        ), viewers AS (
+            UPDATE feed.analytics_experiment_viewers a SET engagements = a.engagements + v.n
+            FROM per_viewer v
+            WHERE a.experiment = v.experiment AND a.variant = v.variant AND a.user_id = v.user_id
+        ), variants AS (
+            UPDATE feed.analytics_experiment_variants a SET engagements = a.engagements + v.n
+            FROM (SELECT v.experiment, v.variant, sum(v.n) AS n FROM per_viewer v GROUP BY 1, 2) v
+            WHERE a.experiment = v.experiment AND a.variant = v.variant
+        )
+        SELECT count(*) INTO v_late FROM late;
+        UPDATE feed.analytics_rollup_state r SET engaged_through = p_now, updated_at = p_now;
+    END IF;
+
     IF v_cutoff <= v_state.rolled_up_before THEN
-        RETURN jsonb_build_object('sessions_rolled_up', 0, 'rows_rolled_up', 0,
+        RETURN jsonb_build_object('sessions_rolled_up', 0, 'rows_rolled_up', 0, 'late_engagements', v_late,
                                   'rolled_up_before', v_state.rolled_up_before);
     END IF;
 
     -- one statement: every rollup reads the same rows (no temporary table,
     -- which a caller could have prepared with a trigger of its own)
+    -- Every part of one statement sees the rollups as they were before it, so
+    -- the NOT EXISTS below find what earlier rollups hold: a post, author or
+    -- viewer they do not hold is new to its day and source (variant) total.
     WITH rows_ AS MATERIALIZED (
-        SELECT r.* FROM feed._served('-infinity') r
-        JOIN feed.feed_sessions s ON s.session_id = r.session_id
-        WHERE s.expires_at < v_cutoff
+        SELECT r.* FROM feed._served('-infinity', NULL, v_cutoff) r
+    ), daily AS MATERIALIZED (
+        SELECT (t.served_at AT TIME ZONE 'UTC')::date AS day, t.source, t.post_id, max(t.author_id) AS author_id,
+               count(*) AS impressions, count(*) FILTER (WHERE t.is_repeat) AS repeats,
+               count(*) FILTER (WHERE t.engaged) AS engagements
+        FROM rows_ t GROUP BY 1, 2, 3
     ), posts AS (
         INSERT INTO feed.analytics_daily_posts AS a (day, source, post_id, author_id, impressions, repeats, engagements)
-        SELECT (t.served_at AT TIME ZONE 'UTC')::date, t.source, t.post_id, max(t.author_id), count(*),
-               count(*) FILTER (WHERE t.is_repeat), count(*) FILTER (WHERE t.engaged)
-        FROM rows_ t GROUP BY 1, 2, 3
+        SELECT d.day, d.source, d.post_id, d.author_id, d.impressions, d.repeats, d.engagements
+        FROM daily d
         ON CONFLICT (day, source, post_id) DO UPDATE
         SET impressions = a.impressions + excluded.impressions, repeats = a.repeats + excluded.repeats,
             engagements = a.engagements + excluded.engagements
+    ), sources AS (
+        INSERT INTO feed.analytics_daily_sources AS a (day, source, impressions, repeats, engagements,
+                                                       distinct_posts, distinct_authors)
+        SELECT d.day, d.source, sum(d.impressions), sum(d.repeats), sum(d.engagements),
+               count(*) FILTER (WHERE NOT EXISTS (
+                   SELECT 1 FROM feed.analytics_daily_posts o
+                   WHERE o.day = d.day AND o.source = d.source AND o.post_id = d.post_id)),
+               count(DISTINCT d.author_id) FILTER (WHERE NOT EXISTS (
+                   SELECT 1 FROM feed.analytics_daily_posts o
+                   WHERE o.day = d.day AND o.source = d.source AND o.author_id = d.author_id))
+        FROM daily d GROUP BY 1, 2
+        ON CONFLICT (day, source) DO UPDATE
+        SET impressions = a.impressions + excluded.impressions, repeats = a.repeats + excluded.repeats,
+            engagements = a.engagements + excluded.engagements,
+            distinct_posts = a.distinct_posts + excluded.distinct_posts,
+            distinct_authors = a.distinct_authors + excluded.distinct_authors
     ), pages AS (
         INSERT INTO feed.analytics_daily_pages AS a (day, pages, items, repeat_share_sum, distinct_authors_sum)
         SELECT p.day, count(*), sum(p.items), sum(p.repeat_share), sum(p.authors)
@@ -528,20 +742,38 @@ BEGIN
         SET pages = a.pages + excluded.pages, items = a.items + excluded.items,
             repeat_share_sum = a.repeat_share_sum + excluded.repeat_share_sum,
             distinct_authors_sum = a.distinct_authors_sum + excluded.distinct_authors_sum
-    ), viewers AS (
-        INSERT INTO feed.analytics_experiment_viewers AS a (experiment, variant, user_id, impressions, engagements)
-        SELECT x.key, x.value, t.user_id, count(*), count(*) FILTER (WHERE t.engaged)
+    ), per_viewer AS MATERIALIZED (
+        SELECT x.key AS experiment, x.value AS variant, t.user_id, count(*) AS impressions,
+               count(*) FILTER (WHERE t.engaged) AS engagements
         FROM rows_ t
         CROSS JOIN LATERAL jsonb_each_text(t.experiments) x
         WHERE t.user_id IS NOT NULL AND EXISTS (SELECT 1 FROM feed.experiments e WHERE e.name = x.key)
         GROUP BY 1, 2, 3
+    ), viewers AS (
+        INSERT INTO feed.analytics_experiment_viewers AS a (experiment, variant, user_id, impressions, engagements)
+        SELECT v.experiment, v.variant, v.user_id, v.impressions, v.engagements
+        FROM per_viewer v
         ON CONFLICT (experiment, variant, user_id) DO UPDATE
         SET impressions = a.impressions + excluded.impressions, engagements = a.engagements + excluded.engagements
+    ), flags AS (
+        INSERT INTO feed.analytics_engaged_rows (session_id, post_id)
+        SELECT t.session_id, t.post_id FROM rows_ t WHERE t.engaged
+    ), variants AS (
+        INSERT INTO feed.analytics_experiment_variants AS a (experiment, variant, viewers, impressions, engagements)
+        SELECT v.experiment, v.variant,
+               count(*) FILTER (WHERE NOT EXISTS (
+                   SELECT 1 FROM feed.analytics_experiment_viewers o
+                   WHERE o.experiment = v.experiment AND o.variant = v.variant AND o.user_id = v.user_id)),
+               sum(v.impressions), sum(v.engagements)
+        FROM per_viewer v GROUP BY 1, 2
+        ON CONFLICT (experiment, variant) DO UPDATE
+        SET viewers = a.viewers + excluded.viewers, impressions = a.impressions + excluded.impressions,
+            engagements = a.engagements + excluded.engagements
     )
     SELECT count(DISTINCT t.session_id), count(*) INTO v_sessions, v_rows FROM rows_ t;
 
-    UPDATE feed.analytics_rollup_state r SET rolled_up_before = v_cutoff, updated_at = now();
-    RETURN jsonb_build_object('sessions_rolled_up', v_sessions, 'rows_rolled_up', v_rows,
+    UPDATE feed.analytics_rollup_state r SET rolled_up_before = v_cutoff, updated_at = p_now;
+    RETURN jsonb_build_object('sessions_rolled_up', v_sessions, 'rows_rolled_up', v_rows, 'late_engagements', v_late,
                               'rolled_up_before', v_cutoff);
 END
 $func$;

@@ -575,3 +575,52 @@ CREATE TABLE feed.user_tag_affinity (
 );
 COMMENT ON TABLE feed.user_tag_affinity IS
     'Taste per post tag in [-1, 1] as of updated_at; it halves every category_affinity_half_life.';
+
+-------------------------------------------------------------------------------
+-- revision 0011: analytics read from totals
+-- analytics read from totals: per UTC day and source, and per experiment and
+-- variant, what feed._rollup_analytics has rolled up, distinct counts
+-- included (a batch counts the posts, authors and viewers its rollup table did
+-- not hold yet), so feed_metrics and experiment_results read a few rows plus
+-- the tail
+CREATE TABLE feed.analytics_daily_sources (
+    day              date NOT NULL,
+    source           text NOT NULL,
+    impressions      bigint NOT NULL,
+    repeats          bigint NOT NULL,
+    engagements      bigint NOT NULL,
+    distinct_posts   bigint NOT NULL,
+    distinct_authors bigint NOT NULL,
+    PRIMARY KEY (day, source)
+);
+COMMENT ON TABLE feed.analytics_daily_sources IS
+    'Rolled-up served rows per UTC day and source, with distinct posts and authors (feed.feed_metrics).';
+-- whether an author is already counted for a day and source
+CREATE INDEX analytics_daily_posts_author_idx ON feed.analytics_daily_posts (day, source, author_id);
+
+CREATE TABLE feed.analytics_experiment_variants (
+    experiment  text NOT NULL REFERENCES feed.experiments (name) ON UPDATE CASCADE ON DELETE CASCADE,
+    variant     text NOT NULL,
+    viewers     bigint NOT NULL,
+    impressions bigint NOT NULL,
+    engagements bigint NOT NULL,
+    PRIMARY KEY (experiment, variant)
+);
+COMMENT ON TABLE feed.analytics_experiment_variants IS
+    'Rolled-up viewers, impressions and engagements per experiment and variant (feed.experiment_results).';
+
+-- sessions are folded into the rollups soon after they expire, before their
+-- attribution window closes: a folded row engaged later is counted then, once
+-- (analytics_engaged_rows), from the interactions written since engaged_through
+ALTER TABLE feed.analytics_rollup_state ADD COLUMN engaged_through timestamptz NOT NULL DEFAULT '-infinity';
+COMMENT ON COLUMN feed.analytics_rollup_state.engaged_through IS
+    'Positive interactions written before it are counted in the rollups'' engagements.';
+
+CREATE TABLE feed.analytics_engaged_rows (
+    session_id uuid NOT NULL,
+    post_id    bigint NOT NULL,
+    PRIMARY KEY (session_id, post_id),
+    FOREIGN KEY (session_id, post_id) REFERENCES feed.feed_session_items (session_id, post_id) ON DELETE CASCADE
+);
+COMMENT ON TABLE feed.analytics_engaged_rows IS
+    'Served rows of rolled-up sessions already counted as engaged (each counts once).';

@@ -29,8 +29,11 @@ from .cli_common import (
 @click.option("--interactions", type=int, default=150000, show_default=True)
 @click.option("--seed", "seed_value", type=int, default=7, show_default=True)
 @click.option("--user", "viewer", type=int, default=None, help="Whose feed to show (default: an active viewer).")
+@click.option("--report", "report_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write the HTML report of the demo world here (default: pgfeed-demo-report.html in the"
+                   " temporary directory).")
 @dsn_options
-def demo(users, posts, interactions, seed_value, viewer, dsn, data_dir):
+def demo(users, posts, interactions, seed_value, viewer, report_path, dsn, data_dir):
     """The tour: migrate, seed a world, rank a feed with its reasons, react to a like.
 
     It works in the database every other command uses (the embedded
@@ -47,7 +50,8 @@ def demo(users, posts, interactions, seed_value, viewer, dsn, data_dir):
     from .demo import run_demo
 
     run_demo(dsn=database.configured_dsn(dsn), data_dir=data_dir, users=users, posts=posts,
-             interactions=interactions, seed=seed_value, viewer=viewer, out=console(), show_dsn=bool(dsn))
+             interactions=interactions, seed=seed_value, viewer=viewer, out=console(), show_dsn=bool(dsn),
+             report_path=report_path)
 
 
 @click.command()

@@ -9,6 +9,7 @@ by --dsn / the environment, or else the embedded server's default database
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,9 +29,66 @@ def _active_viewer(conn) -> int:
         "SELECT user_id FROM feed.user_signals ORDER BY observations DESC, user_id LIMIT 1 OFFSET 3").fetchone()[0]
 
 
-def run_demo(*, dsn, data_dir, users, posts, interactions, seed, viewer, out, show_dsn: bool | None = None) -> None:
+DEMO_EXPERIMENT = "demo-hybrid"
+TRAFFIC_VIEWERS = 40
+
+
+def default_report_path() -> Path:
+    return Path(tempfile.gettempdir()) / "pgfeed-demo-report.html"
+
+
+def _traffic(conn, viewers: int = TRAFFIC_VIEWERS) -> int:
+    """An A/B test and some served pages with likes, so the report has
+    something to show: the most active viewers each scroll two pages and like
+    a few of the posts served (deterministically); then the test is stopped.
+    Returns the pages served."""
+    conn.execute(
+        "INSERT INTO feed.experiments (name, variants, status, description) VALUES (%s,"
+        """ '{"control": {"weight": 50}, "hybrid": {"weight": 50, "profile": "hybrid"}}', 'running',"""
+        " 'pgfeed demo: does the hybrid profile engage more?') ON CONFLICT (name) DO NOTHING", [DEMO_EXPERIMENT])
+    users = [r[0] for r in conn.execute(
+        "SELECT user_id FROM feed.user_signals ORDER BY observations DESC, user_id LIMIT %s", [viewers]).fetchall()]
+    pages = 0
+    for n, user in enumerate(users):
+        cursor = None
+        for _ in range(2):
+            rows = conn.execute("SELECT post_id, next_cursor FROM feed.get_personalized_feed(%s, 10, %s)",
+                                [user, cursor]).fetchall()
+            if not rows:
+                break
+            pages += 1
+            cursor = rows[0][1]
+            for post_id, _ in rows[n % 3::4]:
+                conn.execute("SELECT feed.record_interaction(%s, %s, 'like')", [user, post_id])
+    # stopped, so the tour below shows the feed everyone gets; its results stay
+    conn.execute("UPDATE feed.experiments SET status = 'stopped' WHERE name = %s", [DEMO_EXPERIMENT])
+    return pages
+
+
+def _write_report(target: str, path: Path, out, hint: str) -> None:
+    """The demo's last step: the HTML report of the demo world, or how to get it."""
+    import click
+    from rich.markup import escape
+
+    from .report import EXTRA_HINT, write_report
+
+    try:
+        with psycopg.connect(target, autocommit=True) as conn:
+            written = write_report(conn, path)
+    except click.ClickException:
+        out.print(f"\n[bold]report[/bold]: not written; {escape(EXTRA_HINT)}, then: "
+                  f"{escape(f'pgfeed report --html {path}{hint}')}")
+        return
+    out.print(f"\n[bold]report[/bold] of the demo world (source mix, engagement per source and variant, page shape):"
+              f" {escape(str(written.resolve()))}")
+
+
+def run_demo(*, dsn, data_dir, users, posts, interactions, seed, viewer, out, show_dsn: bool | None = None,
+             report_path: Path | None = None) -> None:
     """``show_dsn``: name the database in the commands suggested at the end
-    (default: when ``dsn`` is given; not needed when it comes from the environment)."""
+    (default: when ``dsn`` is given; not needed when it comes from the environment).
+    ``report_path``: where the HTML report goes (default: pgfeed-demo-report.html
+    in the temporary directory)."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from rich.markup import escape
@@ -71,6 +129,9 @@ def run_demo(*, dsn, data_dir, users, posts, interactions, seed, viewer, out, sh
             bar.update(task, completed=1)
             task = bar.add_task("building recommendations", total=1)
             conn.execute("SELECT feed.build_recommendations('30 days')")
+            bar.update(task, completed=1)
+            task = bar.add_task("an A/B test, some traffic", total=1)
+            _traffic(conn)
             bar.update(task, completed=1)
 
     with psycopg.connect(target, autocommit=True) as conn:
@@ -120,5 +181,7 @@ def run_demo(*, dsn, data_dir, users, posts, interactions, seed, viewer, out, sh
                     f"pgfeed explain {viewer} {liked['post_id']}{hint}",
                     f"pgfeed similar {liked['post_id']}{hint}",
                     f"pgfeed doctor{hint}",
+                    f"pgfeed experiments results {DEMO_EXPERIMENT}{hint}",
                     f"{psql}   # then: SELECT * FROM feed.get_personalized_feed({viewer}, 12, NULL);"):
         out.print(f"   {escape(command)}")
+    _write_report(target, Path(report_path) if report_path is not None else default_report_path(), out, hint)
