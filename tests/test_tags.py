@@ -299,7 +299,7 @@ def test_affinities_stay_within_bounds_and_the_rebuild_agrees(db, world):
     db.execute("TRUNCATE feed.posts, feed.interactions, feed.impressions, feed.seen_posts, feed.hidden_posts,"
                " feed.user_author_affinity, feed.user_post_type_affinity, feed.user_category_affinity,"
                " feed.user_tag_affinity, feed.user_signals, feed.user_post_state, feed.user_taste,"
-               " feed.feed_sessions, feed.feed_session_items RESTART IDENTITY")
+               " feed.feed_sessions, feed.feed_session_items, feed.analytics_engaged_rows RESTART IDENTITY")
     db.execute("UPDATE feed.settings SET value = %s WHERE name = 'category_affinity_half_life'", [half_life])
     for i, tags in enumerate(posts):
         add_post(db, i + 1, author_id=100 + i, tags=tags)
