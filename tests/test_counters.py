@@ -104,12 +104,14 @@ def test_the_race_the_other_way_a_later_call_wins_though_its_transaction_began_f
 
 
 def test_the_race_like_by_a_then_unlike_by_b_committing_first(db, session_a, other):
-    """A: BEGIN; SELECT now(). A: user 1 likes (uncommitted). B: user 2 unlikes
-    (it waits for the post row; A commits then). Commit order must not matter."""
+    """A: BEGIN; SELECT now(). A: user 1 likes (uncommitted). B: user 2 unlikes,
+    a post it never liked: that moves no counter, so B neither waits for A's
+    post row nor takes a like away; B commits first. Commit order must not matter."""
     add_post(db, 1)
     session_a.execute("SELECT now()")
     call(session_a, 1, "like")
-    assert call_unless_blocked(db, other, 2, "unlike", 1, session_a)
+    assert not call_unless_blocked(db, other, 2, "unlike", 1, session_a)
+    session_a.commit()
     call(other, 3, "like")
     assert like_count(db) == 2
     assert rebuild(db) == NOTHING_CHANGED

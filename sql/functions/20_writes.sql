@@ -148,8 +148,18 @@ BEGIN
 END
 $func$;
 
+-- its result gained tags, a new row type that CREATE OR REPLACE cannot give
+DO $do$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
+               WHERE p.oid = pg_catalog.to_regprocedure('feed._require_post(bigint)')
+                 AND NOT 'tags' OPERATOR(pg_catalog.=) ANY (p.proargnames)) THEN
+        DROP FUNCTION feed._require_post(bigint);
+    END IF;
+END
+$do$;
 CREATE OR REPLACE FUNCTION feed._require_post(
-    p_post_id bigint, OUT author_id bigint, OUT category text, OUT post_type text)
+    p_post_id bigint, OUT author_id bigint, OUT category text, OUT post_type text, OUT tags text[])
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $func$
@@ -157,7 +167,7 @@ BEGIN
     IF p_post_id IS NULL THEN
         PERFORM feed._bad_argument('p_post_id', 'must not be null');
     END IF;
-    SELECT p.author_id, p.category, p.post_type INTO author_id, category, post_type
+    SELECT p.author_id, p.category, p.post_type, p.tags INTO author_id, category, post_type, tags
     FROM feed.posts p WHERE p.post_id = p_post_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'p_post_id: post % does not exist', p_post_id
@@ -181,16 +191,45 @@ AS $func$
         times_seen = s.times_seen + 1
 $func$;
 
+-- the write path before one statement per call: _observe_engagement is now
+-- part of _apply_interaction, which takes the post's tags and what to observe
+DROP FUNCTION IF EXISTS feed._observe_engagement(bigint, boolean, boolean, boolean, double precision, timestamptz);
+DROP FUNCTION IF EXISTS feed._apply_interaction(bigint, bigint, bigint, text, text, text, numeric, integer,
+                                                double precision, timestamptz);
+
+-------------------------------------------------------------------------------
+-- _write_settings: the settings the write path reads, in one query. Writes
+-- are SECURITY DEFINER functions with pgfeed.setting_overrides reset
+-- (90_security.sql), so no experiment override applies and the stored value
+-- is the value; the casts are the kinds the settings table guarantees.
+CREATE OR REPLACE FUNCTION feed._write_settings(
+    OUT category_half_life_seconds double precision, OUT ema_alpha double precision,
+    OUT taste_alpha double precision)
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    SELECT extract(epoch FROM max(s.value) FILTER (WHERE s.name = 'category_affinity_half_life')::interval)::double precision,
+           least(max(s.value) FILTER (WHERE s.name = 'ema_alpha')::double precision, 1),
+           max(s.value) FILTER (WHERE s.name = 'taste_alpha')::double precision
+    FROM feed.settings s
+    WHERE s.name IN ('category_affinity_half_life', 'ema_alpha', 'taste_alpha')
+$func$;
+
 -------------------------------------------------------------------------------
 -- _apply_interaction: log one action and update the viewer's state of the
--- post and per-author, per-post-type, per-category and per-tag signals. Returns the
--- interaction's id and, for a state action (_state_actions), the state and
--- how its count moved. Post counters and the moving averages are the
--- caller's, so that one call touches each row once.
+-- post and every per-viewer signal: seen, hidden, per author, per post type,
+-- per category, per tag, the moving averages (when p_observe: the caller
+-- folds one exposure into them, with the liked / commented / shared flags and
+-- p_watch_ratio) and the taste vector. Returns the interaction's id and, for a
+-- state action (_state_actions), the state and how its count moved. Post
+-- counters are the caller's, so that one call touches each row once. The
+-- per-viewer rows are written by one statement: one plan, one snapshot, one
+-- trip through the executor per call instead of one per table.
 CREATE OR REPLACE FUNCTION feed._apply_interaction(
-    p_user_id bigint, p_post_id bigint, p_author_id bigint, p_category text, p_post_type text,
+    p_user_id bigint, p_post_id bigint, p_author_id bigint, p_category text, p_post_type text, p_tags text[],
     p_action text, p_value_amount numeric, p_time_spent_seconds integer, p_watch_ratio double precision,
-    p_now timestamptz, OUT interaction_id bigint, OUT state text, OUT state_delta integer)
+    p_now timestamptz, p_observe boolean, p_liked boolean, p_commented boolean, p_shared boolean,
+    OUT interaction_id bigint, OUT state text, OUT state_delta integer)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $func$
@@ -203,9 +242,8 @@ DECLARE
     v_praised integer;
     v_trophied integer;
     v_saved integer;
-    v_half_life double precision;
-    v_signal double precision;
-    v_tags text[];
+    v_settings record;
+    v_signal double precision := greatest(-1, least(1, feed._category_signal(p_action)));
 BEGIN
     PERFORM feed._lock_viewer(p_user_id);
     v_called_at := clock_timestamp();  -- after the lock: call order is lock order
@@ -219,15 +257,7 @@ BEGIN
     IF state IS NOT NULL THEN
         state_delta := feed._note_state(p_user_id, p_post_id, state, v_active, v_called_at, interaction_id);
     END IF;
-
-    -- an interaction implies the viewer saw the post (contract §4.3)
-    PERFORM feed._note_seen(p_user_id, p_post_id, p_now);
-
-    IF v_negative THEN
-        INSERT INTO feed.hidden_posts (user_id, post_id, reason, created_at)
-        VALUES (p_user_id, p_post_id, p_action, p_now)
-        ON CONFLICT (user_id, post_id) DO NOTHING;
-    END IF;
+    v_settings := feed._write_settings();
 
     -- per author: states count the author's posts in that state; the rest accumulate
     -- (a new row starts at zero: a CHECK sees the proposed row before ON CONFLICT)
@@ -235,14 +265,29 @@ BEGIN
     v_praised := CASE WHEN state = 'praised' THEN state_delta ELSE 0 END;
     v_trophied := CASE WHEN state = 'trophied' THEN state_delta ELSE 0 END;
     v_saved := CASE WHEN state = 'saved' THEN state_delta ELSE 0 END;
-    IF p_author_id <> p_user_id THEN
+
+    WITH seen AS (
+        -- an interaction implies the viewer saw the post (contract §4.3); the
+        -- same upsert as _note_seen
+        INSERT INTO feed.seen_posts AS s (user_id, post_id, first_seen_at, last_seen_at, times_seen)
+        VALUES (p_user_id, p_post_id, p_now, p_now, 1)
+        ON CONFLICT (user_id, post_id) DO UPDATE
+        SET first_seen_at = least(s.first_seen_at, excluded.first_seen_at),
+            last_seen_at = greatest(s.last_seen_at, excluded.last_seen_at),
+            times_seen = s.times_seen + 1
+    ), hidden AS (
+        INSERT INTO feed.hidden_posts (user_id, post_id, reason, created_at)
+        SELECT p_user_id, p_post_id, p_action, p_now WHERE v_negative
+        ON CONFLICT (user_id, post_id) DO NOTHING
+    ), by_author AS (
         INSERT INTO feed.user_author_affinity AS a (
             user_id, author_id, like_count, praise_count, trophy_count, comment_count, share_count,
             save_count, gift_count, tip_count, view_count, negative_count, last_positive_at)
-        VALUES (p_user_id, p_author_id, greatest(v_liked, 0), greatest(v_praised, 0),
-                greatest(v_trophied, 0), (p_action = 'comment')::int, (p_action = 'share')::int,
-                greatest(v_saved, 0), (p_action = 'gift')::int, (p_action = 'tip')::int,
-                (p_action = 'view')::int, v_negative::int, CASE WHEN v_positive THEN p_now END)
+        SELECT p_user_id, p_author_id, greatest(v_liked, 0), greatest(v_praised, 0),
+               greatest(v_trophied, 0), (p_action = 'comment')::int, (p_action = 'share')::int,
+               greatest(v_saved, 0), (p_action = 'gift')::int, (p_action = 'tip')::int,
+               (p_action = 'view')::int, v_negative::int, CASE WHEN v_positive THEN p_now END
+        WHERE p_author_id <> p_user_id
         ON CONFLICT (user_id, author_id) DO UPDATE
         SET like_count = a.like_count + v_liked,
             praise_count = a.praise_count + v_praised,
@@ -254,77 +299,63 @@ BEGIN
             tip_count = a.tip_count + excluded.tip_count,
             view_count = a.view_count + excluded.view_count,
             negative_count = a.negative_count + excluded.negative_count,
-            last_positive_at = greatest(a.last_positive_at, excluded.last_positive_at);
-    END IF;
-
-    -- hearts, praise and trophies per post type (posts in those states)
-    IF p_action IN ('like', 'praise', 'trophy') THEN
+            last_positive_at = greatest(a.last_positive_at, excluded.last_positive_at)
+    ), by_post_type AS (
+        -- hearts, praise and trophies per post type (posts in those states)
         INSERT INTO feed.user_post_type_affinity AS t (user_id, post_type, interaction_count, last_interaction_at)
-        VALUES (p_user_id, p_post_type, state_delta, p_now)
+        SELECT p_user_id, p_post_type, state_delta, p_now WHERE p_action IN ('like', 'praise', 'trophy')
         ON CONFLICT (user_id, post_type) DO UPDATE
         SET interaction_count = t.interaction_count + excluded.interaction_count,
-            last_interaction_at = greatest(t.last_interaction_at, p_now);
-    ELSIF p_action = 'unlike' AND state_delta <> 0 THEN
+            last_interaction_at = greatest(t.last_interaction_at, p_now)
+    ), unliked_post_type AS (
+        -- exclusive with by_post_type (different actions): no row is touched twice
         UPDATE feed.user_post_type_affinity t
         SET interaction_count = t.interaction_count + state_delta
-        WHERE t.user_id = p_user_id AND t.post_type = p_post_type;
-    END IF;
-
-    -- affinity in [-1, 1] that halves every half-life without new signals:
-    -- per category, and per tag of the post (the same signal and decay)
-    v_half_life := extract(epoch FROM feed._setting_interval('category_affinity_half_life'));
-    v_signal := greatest(-1, least(1, feed._category_signal(p_action)));
-    INSERT INTO feed.user_category_affinity AS c (user_id, category, affinity, updated_at)
-    VALUES (p_user_id, p_category, v_signal, p_now)
-    ON CONFLICT (user_id, category) DO UPDATE
-    SET affinity = greatest(-1, least(1,
-            feed._decayed_affinity(c.affinity, c.updated_at, p_now, v_half_life) + excluded.affinity)),
-        updated_at = greatest(c.updated_at, p_now);
-    SELECT p.tags INTO v_tags FROM feed.posts p WHERE p.post_id = p_post_id;
-    IF cardinality(v_tags) > 0 THEN
+        WHERE t.user_id = p_user_id AND t.post_type = p_post_type AND p_action = 'unlike' AND state_delta <> 0
+    ), by_category AS (
+        -- affinity in [-1, 1] that halves every half-life without new signals:
+        -- per category, and per tag of the post (the same signal and decay)
+        INSERT INTO feed.user_category_affinity AS c (user_id, category, affinity, updated_at)
+        VALUES (p_user_id, p_category, v_signal, p_now)
+        ON CONFLICT (user_id, category) DO UPDATE
+        SET affinity = greatest(-1, least(1,
+                feed._decayed_affinity(c.affinity, c.updated_at, p_now, v_settings.category_half_life_seconds)
+                + excluded.affinity)),
+            updated_at = greatest(c.updated_at, p_now)
+    ), by_tag AS (
         INSERT INTO feed.user_tag_affinity AS t (user_id, tag, affinity, updated_at)
-        SELECT DISTINCT p_user_id, g.tag, v_signal, p_now FROM unnest(v_tags) AS g(tag)
+        SELECT DISTINCT p_user_id, g.tag, v_signal, p_now FROM unnest(p_tags) AS g(tag)
         WHERE g.tag IS NOT NULL
         ORDER BY 2  -- one viewer's rows in one order (the viewer lock serialises them anyway)
         ON CONFLICT (user_id, tag) DO UPDATE
         SET affinity = greatest(-1, least(1,
-                feed._decayed_affinity(t.affinity, t.updated_at, p_now, v_half_life) + excluded.affinity)),
-            updated_at = greatest(t.updated_at, p_now);
-    END IF;
+                feed._decayed_affinity(t.affinity, t.updated_at, p_now, v_settings.category_half_life_seconds)
+                + excluded.affinity)),
+            updated_at = greatest(t.updated_at, p_now)
+    ), observed AS (
+        -- one exposure folded into the moving averages; the first observation
+        -- sets a rate outright instead of averaging it with zero
+        INSERT INTO feed.user_signals AS s (user_id, like_rate, comment_rate, share_rate, watch_ratio,
+                                            observations, watches, updated_at)
+        SELECT p_user_id, p_liked::int, p_commented::int, p_shared::int, p_watch_ratio,
+               1, (p_watch_ratio IS NOT NULL)::int, p_now
+        WHERE p_observe
+        ON CONFLICT (user_id) DO UPDATE
+        SET like_rate = (1 - v_settings.ema_alpha) * s.like_rate + v_settings.ema_alpha * excluded.like_rate,
+            comment_rate = (1 - v_settings.ema_alpha) * s.comment_rate + v_settings.ema_alpha * excluded.comment_rate,
+            share_rate = (1 - v_settings.ema_alpha) * s.share_rate + v_settings.ema_alpha * excluded.share_rate,
+            watch_ratio = CASE WHEN excluded.watch_ratio IS NULL THEN s.watch_ratio
+                               WHEN s.watch_ratio IS NULL THEN excluded.watch_ratio
+                               ELSE (1 - v_settings.ema_alpha) * s.watch_ratio
+                                    + v_settings.ema_alpha * excluded.watch_ratio END,
+            observations = s.observations + 1,
+            watches = s.watches + excluded.watches,
+            updated_at = greatest(s.updated_at, p_now)
+    )
+    SELECT NULL INTO v_active;
 
     -- the viewer's taste vector follows the post's embedding (sql/functions/40_vectors.sql)
-    PERFORM feed._update_taste(p_user_id, p_post_id, p_action, p_watch_ratio, p_now);
-END
-$func$;
-
--------------------------------------------------------------------------------
--- _observe_engagement: one exposure of the viewer to a post, folded into the
--- viewer's moving averages. The first
--- observation sets a rate outright instead of averaging it with zero.
-CREATE OR REPLACE FUNCTION feed._observe_engagement(
-    p_user_id bigint, p_liked boolean, p_commented boolean, p_shared boolean,
-    p_watch_ratio double precision, p_now timestamptz)
-RETURNS void
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $func$
-DECLARE
-    v_alpha double precision := least(feed._setting_number('ema_alpha'), 1);
-BEGIN
-    INSERT INTO feed.user_signals AS s (user_id, like_rate, comment_rate, share_rate, watch_ratio,
-                                        observations, watches, updated_at)
-    VALUES (p_user_id, p_liked::int, p_commented::int, p_shared::int, p_watch_ratio,
-            1, (p_watch_ratio IS NOT NULL)::int, p_now)
-    ON CONFLICT (user_id) DO UPDATE
-    SET like_rate = (1 - v_alpha) * s.like_rate + v_alpha * excluded.like_rate,
-        comment_rate = (1 - v_alpha) * s.comment_rate + v_alpha * excluded.comment_rate,
-        share_rate = (1 - v_alpha) * s.share_rate + v_alpha * excluded.share_rate,
-        watch_ratio = CASE WHEN excluded.watch_ratio IS NULL THEN s.watch_ratio
-                           WHEN s.watch_ratio IS NULL THEN excluded.watch_ratio
-                           ELSE (1 - v_alpha) * s.watch_ratio + v_alpha * excluded.watch_ratio END,
-        observations = s.observations + 1,
-        watches = s.watches + excluded.watches,
-        updated_at = greatest(s.updated_at, p_now);
+    PERFORM feed._update_taste(p_user_id, p_post_id, p_action, p_watch_ratio, p_now, v_settings.taste_alpha);
 END
 $func$;
 
@@ -354,6 +385,10 @@ AS $func$
         watch_count = p.watch_count + p_watches,
         watch_ratio_sum = p.watch_ratio_sum + p_watch_ratio
     WHERE p.post_id = p_post_id
+      -- a call that moves no counter (a repeated like, a dislike) leaves the hot row alone
+      AND (p_likes <> 0 OR p_comments <> 0 OR p_shares <> 0 OR p_views <> 0 OR p_gift <> 0 OR p_tip <> 0
+           OR p_praises <> 0 OR p_trophies <> 0 OR p_saves <> 0 OR p_reports <> 0 OR p_watches <> 0
+           OR p_watch_ratio <> 0)
 $func$;
 
 -------------------------------------------------------------------------------
@@ -398,12 +433,11 @@ BEGIN
         END IF;
     END IF;
 
+    -- view, like, comment and share are exposures the moving averages observe
     v_applied := feed._apply_interaction(p_user_id, p_post_id, v_post.author_id, v_post.category, v_post.post_type,
-                                         p_action, p_value_amount, p_time_spent_seconds, NULL, v_now);
-    IF p_action IN ('view', 'like', 'comment', 'share') THEN
-        PERFORM feed._observe_engagement(p_user_id, p_action = 'like', p_action = 'comment', p_action = 'share',
-                                         NULL, v_now);
-    END IF;
+                                         v_post.tags, p_action, p_value_amount, p_time_spent_seconds, NULL, v_now,
+                                         p_action IN ('view', 'like', 'comment', 'share'),
+                                         p_action = 'like', p_action = 'comment', p_action = 'share');
     PERFORM feed._bump_post(p_post_id,
         p_likes => CASE WHEN v_applied.state = 'liked' THEN v_applied.state_delta ELSE 0 END,
         p_comments => (p_action = 'comment')::int, p_shares => (p_action = 'share')::int,
@@ -546,22 +580,23 @@ BEGIN
     v_post := feed._require_post(p_post_id);
     v_ratio := least(p_play_ms::double precision / p_duration_ms, 1);
 
+    -- one viewing is one exposure: the view observes it, with all three flags
     PERFORM feed._apply_interaction(p_user_id, p_post_id, v_post.author_id, v_post.category, v_post.post_type,
-                                    'view', 0, (p_play_ms / 1000), v_ratio, v_now);
+                                    v_post.tags, 'view', 0, (p_play_ms / 1000), v_ratio, v_now,
+                                    true, p_liked, p_commented, p_shared);
     IF p_liked THEN
         SELECT a.state_delta INTO v_like_delta
         FROM feed._apply_interaction(p_user_id, p_post_id, v_post.author_id, v_post.category, v_post.post_type,
-                                     'like', 0, 0, NULL, v_now) a;
+                                     v_post.tags, 'like', 0, 0, NULL, v_now, false, false, false, false) a;
     END IF;
     IF p_commented THEN
         PERFORM feed._apply_interaction(p_user_id, p_post_id, v_post.author_id, v_post.category, v_post.post_type,
-                                        'comment', 0, 0, NULL, v_now);
+                                        v_post.tags, 'comment', 0, 0, NULL, v_now, false, false, false, false);
     END IF;
     IF p_shared THEN
         PERFORM feed._apply_interaction(p_user_id, p_post_id, v_post.author_id, v_post.category, v_post.post_type,
-                                        'share', 0, 0, NULL, v_now);
+                                        v_post.tags, 'share', 0, 0, NULL, v_now, false, false, false, false);
     END IF;
-    PERFORM feed._observe_engagement(p_user_id, p_liked, p_commented, p_shared, v_ratio, v_now);
     PERFORM feed._bump_post(p_post_id, p_likes => v_like_delta, p_comments => p_commented::int,
                             p_shares => p_shared::int, p_views => 1, p_watches => 1, p_watch_ratio => v_ratio);
 END

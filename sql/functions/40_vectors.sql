@@ -176,14 +176,19 @@ BEGIN
 END
 $func$;
 
+DROP FUNCTION IF EXISTS feed._update_taste(bigint, bigint, text, double precision, timestamptz);  -- now given taste_alpha
 -------------------------------------------------------------------------------
 -- _update_taste: move the viewer's taste vector after one action (called by
--- _apply_interaction for every logged action). Positive acts pull it toward
--- the post's embedding, not_interested / dislike / report push it away; a
--- negative act before the viewer's first positive one, a post without
--- embedding, and a zero weight (unlike, a view without watch ratio) do nothing.
+-- _apply_interaction for every logged action, with the taste_alpha setting).
+-- Positive acts pull it toward the post's embedding, not_interested /
+-- dislike / report push it away; a negative act before the viewer's first
+-- positive one, a post without embedding, and a zero weight (unlike, a view
+-- without watch ratio) do nothing. One read (weight, the post's unit
+-- embedding, the viewer's current taste), one step, one write: the caller
+-- holds the viewer lock, so nothing moves the taste in between.
 CREATE OR REPLACE FUNCTION feed._update_taste(
-    p_user_id bigint, p_post_id bigint, p_action text, p_watch_ratio double precision, p_now timestamptz)
+    p_user_id bigint, p_post_id bigint, p_action text, p_watch_ratio double precision, p_now timestamptz,
+    p_taste_alpha double precision)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -192,35 +197,35 @@ DECLARE
     v_weight double precision;
     v_step double precision;
     v_unit @extschema:vector@.vector;
+    v_taste @extschema:vector@.vector;
+    v_strength double precision;
+    v_next record;
 BEGIN
     SELECT w.weight * CASE WHEN w.action = 'view' THEN coalesce(p_watch_ratio, 0) ELSE 1 END INTO v_weight
     FROM feed._taste_weights() w WHERE w.action = p_action;
     IF coalesce(v_weight, 0) = 0 THEN
         RETURN;
     END IF;
-    SELECT @extschema:vector@.l2_normalize(e.embedding) INTO v_unit FROM feed.post_embeddings e WHERE e.post_id = p_post_id;
-    IF v_unit IS NULL OR @extschema:vector@.vector_norm(v_unit) = 0 THEN
-        RETURN;
-    END IF;
-    v_step := sign(v_weight) * least(feed._setting_number('taste_alpha') * abs(v_weight), 0.9);
+    v_step := sign(v_weight) * least(p_taste_alpha * abs(v_weight), 0.9);
     IF v_step = 0 THEN
         RETURN;
     END IF;
-
-    IF v_step > 0 THEN
-        INSERT INTO feed.user_taste AS t (user_id, taste, strength, updated_at)
-        SELECT p_user_id, s.taste, s.strength, p_now FROM feed._taste_step(NULL, 0, v_unit, v_step) s
-        ON CONFLICT (user_id) DO UPDATE
-        SET (taste, strength, updated_at) =
-            (SELECT n.taste, n.strength, greatest(t.updated_at, p_now)
-             FROM feed._taste_step(t.taste, t.strength, v_unit, v_step) n);
-    ELSE
-        UPDATE feed.user_taste t
-        SET (taste, strength, updated_at) =
-            (SELECT n.taste, n.strength, greatest(t.updated_at, p_now)
-             FROM feed._taste_step(t.taste, t.strength, v_unit, v_step) n)
-        WHERE t.user_id = p_user_id;
+    SELECT @extschema:vector@.l2_normalize(e.embedding), t.taste, t.strength INTO v_unit, v_taste, v_strength
+    FROM feed.post_embeddings e
+    LEFT JOIN feed.user_taste t ON t.user_id = p_user_id
+    WHERE e.post_id = p_post_id;
+    IF v_unit IS NULL OR @extschema:vector@.vector_norm(v_unit) = 0 THEN
+        RETURN;
     END IF;
+    IF v_step < 0 AND v_taste IS NULL THEN
+        RETURN;  -- nothing to push away from yet
+    END IF;
+
+    v_next := feed._taste_step(v_taste, v_strength, v_unit, v_step);
+    INSERT INTO feed.user_taste AS t (user_id, taste, strength, updated_at)
+    VALUES (p_user_id, v_next.taste, v_next.strength, p_now)
+    ON CONFLICT (user_id) DO UPDATE
+    SET taste = excluded.taste, strength = excluded.strength, updated_at = greatest(t.updated_at, p_now);
 END
 $func$;
 

@@ -59,7 +59,7 @@ CREATE OR REPLACE AGGREGATE feed._category_affinity_agg(
 
 -------------------------------------------------------------------------------
 -- _engagement_step: fold one exposure into a viewer's moving averages with
--- exactly _observe_engagement's arithmetic (the transition function of
+-- exactly _apply_interaction's arithmetic (the transition function of
 -- _engagement_agg; the state is the table's own row). The first observation
 -- sets the rates outright. No SET search_path, for the reason given at
 -- _category_affinity_step; every name is schema-qualified.
