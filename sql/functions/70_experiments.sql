@@ -466,6 +466,10 @@ RETURNS TABLE (variant text, viewers bigint, impressions bigint, engagements big
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- custom plans always (here and in what it calls): after five calls on one
+-- connection PL/pgSQL would switch to a generic plan, which at 10M interactions
+-- took 25 s instead of 1 s (docs/experiments.md, "Cost, measured")
+SET plan_cache_mode = force_custom_plan
 AS $func$
 DECLARE
     v_variants jsonb;
@@ -541,6 +545,10 @@ RETURNS TABLE (day date, source text, impressions bigint, engagements bigint,
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- custom plans always (here and in what it calls): after five calls on one
+-- connection PL/pgSQL would switch to a generic plan, which at 10M interactions
+-- took 25 s instead of 1 s (docs/experiments.md, "Cost, measured")
+SET plan_cache_mode = force_custom_plan
 AS $func$
 DECLARE
     v_from date := feed._metrics_from(p_since);
@@ -599,6 +607,10 @@ RETURNS TABLE (day date, pages bigint, mean_items double precision, mean_repeat_
                mean_distinct_authors double precision)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+-- custom plans always (here and in what it calls): after five calls on one
+-- connection PL/pgSQL would switch to a generic plan, which at 10M interactions
+-- took 25 s instead of 1 s (docs/experiments.md, "Cost, measured")
+SET plan_cache_mode = force_custom_plan
 AS $func$
 DECLARE
     v_from date := feed._metrics_from(p_since);
@@ -643,6 +655,10 @@ CREATE OR REPLACE FUNCTION feed._rollup_analytics(p_now timestamptz DEFAULT now(
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+-- custom plans always (here and in what it calls): after five calls on one
+-- connection PL/pgSQL would switch to a generic plan, which at 10M interactions
+-- took 25 s instead of 1 s (docs/experiments.md, "Cost, measured")
+SET plan_cache_mode = force_custom_plan
 AS $func$
 DECLARE
     v_state feed.analytics_rollup_state;
