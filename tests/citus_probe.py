@@ -8,35 +8,26 @@ propagates every pgfeed function to the workers, registers the per-viewer
 functions for delegation, and calls every engine operation once, printing a
 Markdown table of what works and the first line of each error.
 
-    .venv/bin/python -m tests.citus_probe
+    .venv/bin/python -m tests.citus_probe    # PROBE_DEBUG=1: full error contexts on stderr
 
 docs/distributed.md quotes its output; run it again as the blockers are removed.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import psycopg
 from click.testing import CliRunner
 
-from pgfeed import install
+from pgfeed import distribution, install
 from pgfeed.cli import cli
 
 from . import citus_cluster
 
-# table -> distribution column (colocated with the first) or None for a reference table
-PER_VIEWER = [
-    ("seen_posts", "user_id"), ("impressions", "user_id"), ("hidden_posts", "user_id"),
-    ("user_author_affinity", "user_id"), ("user_post_type_affinity", "user_id"),
-    ("user_category_affinity", "user_id"), ("user_signals", "user_id"), ("user_taste", "user_id"),
-    ("recommendations", "user_id"), ("user_preferences", "user_id"), ("user_post_state", "user_id"),
-    ("follows", "follower_id"), ("collective_members", "user_id"), ("blocks", "user_id"),
-    ("interactions", "user_id"), ("feed_sessions", "user_id"),
-]
-# post_embeddings before posts: the posts triggers write it, on every node
-REFERENCE = ["install_state", "settings", "ranking_profiles", "experiments", "user_identities", "post_embeddings",
-             "posts", "creator_quality", "job_runs", "item_neighbors", "feed_session_items"]
+PER_VIEWER = list(distribution.DISTRIBUTED_BY_VIEWER.items())
+REFERENCE = list(distribution.REFERENCE)
 DELEGATED = [
     "feed.get_personalized_feed(bigint,integer,text,jsonb)",
     "feed.explain_score(bigint,bigint,jsonb)",
@@ -48,7 +39,17 @@ DELEGATED = [
 CALLS = [
     ("insert a post (host write)", "INSERT INTO feed.posts (post_id, author_id, category, post_type)"
                                    " VALUES (100001, 7, 'art', 'image')"),
+    ("insert a post with an embedding", "INSERT INTO feed.posts (post_id, author_id, category, post_type, embedding)"
+                                        " SELECT 100002, 7, 'art', 'image', ('[' || array_to_string(array_fill(0.5, ARRAY[384]), ',') || ']')::vector"),
+    ("its copy is in post_embeddings", "SELECT 1 / (count(*) = 1)::int FROM feed.post_embeddings WHERE post_id = 100002"),
+    ("change a post's embedding", "UPDATE feed.posts SET embedding = ('[' || array_to_string(array_fill(0.25, ARRAY[384]), ',') || ']')::vector"
+                                  " WHERE post_id = 100002"),
+    ("delete a post", "DELETE FROM feed.posts WHERE post_id = 100002"),
+    ("its copy is gone", "SELECT 1 / (count(*) = 0)::int FROM feed.post_embeddings WHERE post_id = 100002"),
     ("record_interaction like", "SELECT feed.record_interaction(1, 5, 'like')"),
+    ("  the like is in the log and the counter",
+     "SELECT 1 / ((SELECT count(*) FROM feed.interactions WHERE user_id = 1 AND post_id = 5 AND action = 'like') = 1"
+     " AND (SELECT like_count FROM feed.posts WHERE post_id = 5) >= 1)::int"),
     ("record_interaction not_interested", "SELECT feed.record_interaction(2, 6, 'not_interested')"),
     ("record_impression", "SELECT feed.record_impression(1, 7)"),
     ("record_impressions", "SELECT feed.record_impressions(1, ARRAY[8, 9]::bigint[])"),
@@ -73,7 +74,9 @@ def _first_line(exc: Exception) -> str:
     if detail:
         line += f" ({detail.strip()})"
     if context:
-        line += f" [in {context.strip().splitlines()[0][:120]}]"
+        frames = [f.strip()[:140] for f in context.strip().splitlines() if f.strip()]
+        shown = frames if len(frames) <= 30 else [*frames[:2], "...", *frames[-3:]]
+        line += " [in " + " <- ".join(shown) + "]"
     return line.replace("|", "\\|")
 
 
@@ -84,6 +87,8 @@ def _step(conn: psycopg.Connection, sql: str, params=None) -> str | None:
             own.execute(sql, params)
         return None
     except psycopg.Error as exc:
+        if "PROBE_DEBUG" in os.environ:  # the whole error context of every failed step
+            print(sql, "\n", getattr(exc.diag, "context", None), file=sys.stderr)
         return _first_line(exc)
 
 
@@ -126,6 +131,14 @@ def probe(out=sys.stdout) -> None:
                 error = _step(conn, "SELECT create_distributed_function(%s, 'p_user_id', colocate_with := %s)",
                               [signature, colocate])
                 out.write(f"| delegate {signature.split('(')[0]} by p_user_id | {error or 'ok'} |\n")
+            # Citus plans a statement with parameters only as a plain single-shard lookup: on a
+            # cluster the functions that pin generic plans get custom plans instead
+            generic = [r[0] for r in conn.execute(
+                "SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'feed'::regnamespace"
+                " AND 'plan_cache_mode=force_generic_plan' = ANY (p.proconfig) ORDER BY 1").fetchall()]
+            for signature in generic:
+                error = _step(conn, f"ALTER FUNCTION {signature} SET plan_cache_mode = force_custom_plan")
+                out.write(f"| custom plans for {signature.split('(')[0]} | {error or 'ok'} |\n")
             out.write("\n| call through the coordinator | result |\n|---|---|\n")
             for label, sql in CALLS:
                 error = _step(conn, sql)

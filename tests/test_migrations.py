@@ -31,6 +31,7 @@ FROZEN_REVISIONS = {
     "0009_import_keys.sql": "88f4100a47e7b902405e09c9d01103afc2a5e0ab36f377f46984bfd7507d8387",
     "0010_tag_taste.sql": "c6243043517d60a85d592ca73b59d73666efd16d476d2065c60260f23a963ec8",
     "0011_analytics_tail.sql": "2843518a52761755a2da6f7528b058badc53e463abccbdd03af06c7f127b2a22",
+    "0012_interactions_key_by_viewer.sql": "140057d0c117b510a87263fde94c4514b3f6ca0c18a4e43bd8181d1220f7d1c3",
 }
 
 

@@ -102,6 +102,31 @@ def test_embeddings_are_copied_to_the_indexed_table(db):
     assert db.execute("SELECT count(*) FROM feed.post_embeddings").fetchone()[0] == 0
 
 
+def test_truncating_posts_empties_the_embedding_copies(db):
+    db.execute("INSERT INTO feed.posts (post_id, author_id, category, embedding) VALUES"
+               " (1, 1, 'a', %s::vector)", ["[" + ",".join(["0.5"] * 384) + "]"])
+    db.execute("TRUNCATE feed.posts CASCADE")
+    assert db.execute("SELECT count(*) FROM feed.post_embeddings").fetchone()[0] == 0
+
+
+def test_every_table_has_one_place_on_a_cluster(db):
+    """The cluster plan (pgfeed.distribution) places each table of the schema exactly once."""
+    from pgfeed import distribution
+
+    planned = [*distribution.DISTRIBUTED_BY_VIEWER, *distribution.REFERENCE, *distribution.COORDINATOR_ONLY]
+    assert len(planned) == len(set(planned))
+    tables = {r[0] for r in db.execute(
+        "SELECT relname FROM pg_class WHERE relnamespace = 'feed'::regnamespace AND relkind IN ('r', 'p')")}
+    assert set(planned) == tables
+    nullable = dict(db.execute(
+        "SELECT table_name || '.' || column_name, is_nullable = 'YES' FROM information_schema.columns"
+        " WHERE table_schema = 'feed'").fetchall())
+    for table, column in distribution.DISTRIBUTED_BY_VIEWER.items():
+        ready = nullable.get(f"{table}.{column}") is False  # present and NOT NULL
+        # the list of what is not ready yet is kept true: a table leaves it once it is ready
+        assert ready == (table not in distribution.NOT_YET_DISTRIBUTABLE), (table, column)
+
+
 def test_counter_updates_are_cheap_row_copies(db):
     """The embedding lives out of line, and no HNSW index sits on feed.posts."""
     assert db.execute("SELECT reloptions FROM pg_class WHERE oid = 'feed.posts'::regclass").fetchone()[0] == [

@@ -1,72 +1,115 @@
 -- Triggers that keep engine copies of feed.posts data in step with the host's writes.
 
 -------------------------------------------------------------------------------
--- _posts_embeddings_inserted: copy the embeddings of newly inserted posts
--- (statement level: one INSERT ... SELECT however many rows a bulk load adds)
-CREATE OR REPLACE FUNCTION feed._posts_embeddings_inserted()
-RETURNS trigger
-LANGUAGE plpgsql VOLATILE
-SECURITY DEFINER
+-- _post_embeddings_beside: the table a trigger on feed.posts writes the
+-- embedding copies to. On one server that is feed.post_embeddings. On a Citus
+-- cluster both are reference tables and the triggers fire on each node's
+-- placement of posts (TG_TABLE_NAME is then posts_<shard id>), where writing
+-- feed.post_embeddings would be a distributed write from inside a shard, which
+-- Citus refuses; each placement writes the same node's placement of
+-- post_embeddings instead, so every node's copy stays in step in the same
+-- transaction.
+CREATE OR REPLACE FUNCTION feed._post_embeddings_beside(p_fired_on name)
+RETURNS text
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $func$
+DECLARE
+    v_shard bigint;
 BEGIN
-    INSERT INTO feed.post_embeddings (post_id, embedding)
-    SELECT n.post_id, n.embedding FROM new_posts n WHERE n.embedding IS NOT NULL
-    ON CONFLICT (post_id) DO UPDATE SET embedding = excluded.embedding;
-    RETURN NULL;
+    IF p_fired_on = 'posts' THEN
+        RETURN 'feed.post_embeddings';
+    END IF;
+    -- dynamic: pg_dist_shard exists only where Citus is installed
+    EXECUTE 'SELECT s.shardid FROM pg_catalog.pg_dist_shard s'
+            ' WHERE s.logicalrelid = pg_catalog.to_regclass(''feed.post_embeddings'')'
+       INTO v_shard;
+    IF v_shard IS NULL THEN
+        RAISE EXCEPTION 'a trigger on %.% found no placement of feed.post_embeddings', 'feed', p_fired_on
+            USING ERRCODE = '55000', HINT = 'on a Citus cluster, posts and post_embeddings are reference tables';
+    END IF;
+    RETURN format('feed.%I', 'post_embeddings_' || v_shard);
 END
 $func$;
 
-CREATE OR REPLACE TRIGGER posts_embeddings_inserted
-    AFTER INSERT ON feed.posts
-    REFERENCING NEW TABLE AS new_posts
-    FOR EACH STATEMENT EXECUTE FUNCTION feed._posts_embeddings_inserted();
-
 -------------------------------------------------------------------------------
--- _posts_embedding_changed: follow a host's change of one post's embedding
--- (fires only for UPDATEs that name the embedding column)
-CREATE OR REPLACE FUNCTION feed._posts_embedding_changed()
+-- _posts_embedding_copied: keep one post's copy in feed.post_embeddings in
+-- step with its embedding, on insert and on an update that changes it. Row
+-- level, not statement level with a transition table: Citus fires row
+-- triggers on a reference table's placements but cannot pass a transition
+-- table to them, and posts is a reference table on a cluster.
+CREATE OR REPLACE FUNCTION feed._posts_embedding_copied()
 RETURNS trigger
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $func$
+DECLARE
+    v_copies text;
 BEGIN
+    IF TG_TABLE_NAME = 'posts' THEN  -- one server: static statements, planned once
+        IF NEW.embedding IS NULL THEN
+            DELETE FROM feed.post_embeddings e WHERE e.post_id = NEW.post_id;
+        ELSE
+            INSERT INTO feed.post_embeddings (post_id, embedding) VALUES (NEW.post_id, NEW.embedding)
+            ON CONFLICT (post_id) DO UPDATE SET embedding = excluded.embedding;
+        END IF;
+        RETURN NULL;
+    END IF;
+    v_copies := feed._post_embeddings_beside(TG_TABLE_NAME);
     IF NEW.embedding IS NULL THEN
-        DELETE FROM feed.post_embeddings e WHERE e.post_id = NEW.post_id;
+        EXECUTE format('DELETE FROM %s e WHERE e.post_id = $1', v_copies) USING NEW.post_id;
     ELSE
-        INSERT INTO feed.post_embeddings (post_id, embedding) VALUES (NEW.post_id, NEW.embedding)
-        ON CONFLICT (post_id) DO UPDATE SET embedding = excluded.embedding;
+        EXECUTE format('INSERT INTO %s (post_id, embedding) VALUES ($1, $2)'
+                       ' ON CONFLICT (post_id) DO UPDATE SET embedding = excluded.embedding', v_copies)
+        USING NEW.post_id, NEW.embedding;
     END IF;
     RETURN NULL;
 END
 $func$;
+
+CREATE OR REPLACE TRIGGER posts_embedding_inserted
+    AFTER INSERT ON feed.posts
+    FOR EACH ROW WHEN (NEW.embedding IS NOT NULL)
+    EXECUTE FUNCTION feed._posts_embedding_copied();
 
 CREATE OR REPLACE TRIGGER posts_embedding_changed
     AFTER UPDATE OF embedding ON feed.posts
     -- IS DISTINCT FROM, spelled with qualified operators (the condition is bound at creation)
     FOR EACH ROW WHEN ((OLD.embedding IS NULL) OPERATOR(pg_catalog.<>) (NEW.embedding IS NULL)
                        OR OLD.embedding OPERATOR(@extschema:vector@.<>) NEW.embedding)
-    EXECUTE FUNCTION feed._posts_embedding_changed();
+    EXECUTE FUNCTION feed._posts_embedding_copied();
 
 -------------------------------------------------------------------------------
--- _posts_embeddings_deleted / _posts_truncated: a deleted post's copy goes too
-CREATE OR REPLACE FUNCTION feed._posts_embeddings_deleted()
+-- _posts_embedding_deleted / _posts_truncated: a deleted post's copy goes too
+CREATE OR REPLACE FUNCTION feed._posts_embedding_deleted()
 RETURNS trigger
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $func$
 BEGIN
-    DELETE FROM feed.post_embeddings e WHERE e.post_id IN (SELECT o.post_id FROM old_posts o);
+    IF TG_TABLE_NAME = 'posts' THEN
+        DELETE FROM feed.post_embeddings e WHERE e.post_id = OLD.post_id;
+    ELSE
+        EXECUTE format('DELETE FROM %s e WHERE e.post_id = $1', feed._post_embeddings_beside(TG_TABLE_NAME))
+        USING OLD.post_id;
+    END IF;
     RETURN NULL;
 END
 $func$;
 
-CREATE OR REPLACE TRIGGER posts_embeddings_deleted
+CREATE OR REPLACE TRIGGER posts_embedding_deleted
     AFTER DELETE ON feed.posts
-    REFERENCING OLD TABLE AS old_posts
-    FOR EACH STATEMENT EXECUTE FUNCTION feed._posts_embeddings_deleted();
+    FOR EACH ROW WHEN (OLD.embedding IS NOT NULL)
+    EXECUTE FUNCTION feed._posts_embedding_deleted();
+
+-- the statement-level triggers with transition tables these replace
+DROP TRIGGER IF EXISTS posts_embeddings_inserted ON feed.posts;
+DROP TRIGGER IF EXISTS posts_embeddings_deleted ON feed.posts;
+DROP FUNCTION IF EXISTS feed._posts_embeddings_inserted();
+DROP FUNCTION IF EXISTS feed._posts_embeddings_deleted();
+DROP FUNCTION IF EXISTS feed._posts_embedding_changed();
 
 CREATE OR REPLACE FUNCTION feed._posts_truncated()
 RETURNS trigger
@@ -76,7 +119,7 @@ SET search_path = pg_catalog, pg_temp
 AS $func$
 BEGIN
     -- DELETE, not TRUNCATE: the same TRUNCATE statement may already be emptying it
-    DELETE FROM feed.post_embeddings;
+    EXECUTE format('DELETE FROM %s', feed._post_embeddings_beside(TG_TABLE_NAME));
     RETURN NULL;
 END
 $func$;

@@ -82,35 +82,58 @@ $func$;
 
 -------------------------------------------------------------------------------
 -- _viewer_context: what the feed needs to know about a viewer, read once per
--- page from small per-viewer tables (never from the raw logs)
+-- page from small per-viewer tables (never from the raw logs). PL/pgSQL, one
+-- plain statement per table: Citus plans each as a lookup on the viewer's
+-- shard, where it cannot plan a LANGUAGE sql body with parameters; the
+-- setting is read before the statement that uses it, never inside one a
+-- shard would run.
 CREATE OR REPLACE FUNCTION feed._viewer_context(p_user_id bigint, p_now timestamptz)
 RETURNS jsonb
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $func$
-    SELECT jsonb_build_object(
-        'blocked', coalesce((SELECT jsonb_agg(b.other) FROM (
-                       SELECT blocked_user_id AS other FROM feed.blocks WHERE user_id = p_user_id
-                       UNION SELECT user_id FROM feed.blocks WHERE blocked_user_id = p_user_id) b), '[]'),
-        'muted_authors', coalesce(to_jsonb(up.muted_authors), '[]'),
-        'muted_collectives', coalesce(to_jsonb(up.muted_collectives), '[]'),
-        'muted_categories', coalesce(to_jsonb(up.muted_categories), '[]'),
-        'preferred_post_types', coalesce(to_jsonb(up.preferred_post_types), '[]'),
-        'collectives', coalesce((SELECT jsonb_agg(cm.collective_id) FROM (
-                       SELECT collective_id FROM feed.collective_members WHERE user_id = p_user_id
-                       ORDER BY joined_at DESC LIMIT 50) cm), '[]'),
-        'category_affinity', coalesce((SELECT jsonb_object_agg(c.category,
-                       feed._decayed_affinity(c.affinity, c.updated_at, p_now, hl.seconds))
-                       FROM feed.user_category_affinity c,
-                            (SELECT extract(epoch FROM feed._setting_interval('category_affinity_half_life'))
-                                    ::double precision AS seconds) hl
-                       WHERE c.user_id = p_user_id), '{}'),
-        'top_post_types', coalesce((SELECT jsonb_object_agg(t.post_type, t.interaction_count) FROM (
-                       SELECT post_type, interaction_count FROM feed.user_post_type_affinity
-                       WHERE user_id = p_user_id AND interaction_count > 0
-                       ORDER BY interaction_count DESC, post_type LIMIT 3) t), '{}'))
-    FROM (SELECT 1) one
-    LEFT JOIN feed.user_preferences up ON up.user_id = p_user_id
+DECLARE
+    v_half_life double precision :=
+        extract(epoch FROM feed._setting_interval('category_affinity_half_life'))::double precision;
+    v_blocked jsonb;
+    v_blocked_by jsonb;
+    v_preferences feed.user_preferences;
+    v_collectives jsonb;
+    v_categories jsonb;
+    v_post_types jsonb;
+BEGIN
+    IF p_user_id IS NULL THEN  -- an anonymous viewer has none of these
+        RETURN jsonb_build_object('blocked', '[]'::jsonb, 'muted_authors', '[]'::jsonb,
+                                  'muted_collectives', '[]'::jsonb, 'muted_categories', '[]'::jsonb,
+                                  'preferred_post_types', '[]'::jsonb, 'collectives', '[]'::jsonb,
+                                  'category_affinity', '{}'::jsonb, 'top_post_types', '{}'::jsonb);
+    END IF;
+    SELECT jsonb_agg(b.blocked_user_id) INTO v_blocked FROM feed.blocks b WHERE b.user_id = p_user_id;
+    -- who blocked the viewer: content is hidden both ways
+    SELECT jsonb_agg(b.user_id) INTO v_blocked_by FROM feed.blocks b WHERE b.blocked_user_id = p_user_id;
+    SELECT * INTO v_preferences FROM feed.user_preferences up WHERE up.user_id = p_user_id;
+    SELECT jsonb_agg(cm.collective_id ORDER BY cm.joined_at DESC) INTO v_collectives
+    FROM (SELECT m.collective_id, m.joined_at FROM feed.collective_members m WHERE m.user_id = p_user_id
+          ORDER BY m.joined_at DESC LIMIT 50) cm;
+    SELECT jsonb_object_agg(c.category, c.affinity) INTO v_categories
+    FROM (SELECT a.category, feed._decayed_affinity(a.affinity, a.updated_at, p_now, v_half_life) AS affinity
+          FROM feed.user_category_affinity a WHERE a.user_id = p_user_id) c;
+    SELECT jsonb_object_agg(t.post_type, t.interaction_count) INTO v_post_types
+    FROM (SELECT a.post_type, a.interaction_count FROM feed.user_post_type_affinity a
+          WHERE a.user_id = p_user_id AND a.interaction_count > 0
+          ORDER BY a.interaction_count DESC, a.post_type LIMIT 3) t;
+    RETURN jsonb_build_object(
+        'blocked', coalesce((SELECT jsonb_agg(DISTINCT o.other)
+                             FROM jsonb_array_elements(coalesce(v_blocked, '[]') || coalesce(v_blocked_by, '[]'))
+                                  AS o(other)), '[]'),
+        'muted_authors', coalesce(to_jsonb(v_preferences.muted_authors), '[]'),
+        'muted_collectives', coalesce(to_jsonb(v_preferences.muted_collectives), '[]'),
+        'muted_categories', coalesce(to_jsonb(v_preferences.muted_categories), '[]'),
+        'preferred_post_types', coalesce(to_jsonb(v_preferences.preferred_post_types), '[]'),
+        'collectives', coalesce(v_collectives, '[]'),
+        'category_affinity', coalesce(v_categories, '{}'),
+        'top_post_types', coalesce(v_post_types, '{}'));
+END
 $func$;
 
 -------------------------------------------------------------------------------
@@ -798,6 +821,13 @@ DECLARE
     v_experiments jsonb;
     v_experiment_reasons jsonb;
     v_session feed.feed_sessions;
+    v_session_id uuid;
+    v_expires_at timestamptz;
+    -- settings read before the statements that use them: on a Citus cluster a
+    -- statement runs on a shard, where reading the settings table is refused
+    -- (after the session's experiment overrides are in force)
+    v_session_lifetime interval;
+    v_max_duration integer;
     v_page_no integer;
     v_cursor record;
     v_viewer jsonb;
@@ -846,11 +876,15 @@ BEGIN
 
     -- the session: a new one, or the one the cursor continues
     IF p_page_after IS NULL THEN
+        -- values computed first, then a plain INSERT ... VALUES: Citus routes
+        -- that to one shard, where it cannot plan an INSERT ... SELECT
+        v_session_id := gen_random_uuid();
+        v_session_lifetime := feed._setting_interval('session_lifetime');
+        v_expires_at := v_now + v_session_lifetime;
         INSERT INTO feed.feed_sessions (session_id, user_id, mode, profile, context, seed, expires_at, experiments)
-        SELECT s.id, p_user_id, v_context ->> 'mode', v_context ->> 'profile', v_context,
-               hashtextextended(s.id::text, 0), v_now + feed._setting_interval('session_lifetime'),
-               coalesce(v_experiments -> 'experiments', '{}')
-        FROM (SELECT gen_random_uuid() AS id) s
+        VALUES (v_session_id, p_user_id, v_context ->> 'mode', v_context ->> 'profile', v_context,
+                hashtextextended(v_session_id::text, 0), v_expires_at,
+                coalesce(v_experiments -> 'experiments', '{}'))
         RETURNING * INTO v_session;
         v_page_no := 1;
     ELSE
@@ -864,6 +898,8 @@ BEGIN
         END IF;
         -- the session keeps the variants it started with
         PERFORM set_config('pgfeed.setting_overrides', feed._variant_settings(v_session.experiments)::text, true);
+        v_session_lifetime := feed._setting_interval('session_lifetime');
+        v_max_duration := feed._setting_integer('max_duration_ms');
         v_page_no := v_cursor.page_no;
         IF v_page_no > v_session.pages_served + 1 OR v_page_no < 2 THEN
             PERFORM feed._bad_argument('p_page_after', 'invalid cursor (page out of sequence)');
@@ -882,7 +918,7 @@ BEGIN
         IF v_excluded IS NOT NULL AND v_excluded IS DISTINCT FROM v_context -> 'exclude_post_ids' THEN
             v_context := v_context || jsonb_build_object('exclude_post_ids', v_excluded);
         END IF;
-        UPDATE feed.feed_sessions s SET expires_at = v_now + feed._setting_interval('session_lifetime'),
+        UPDATE feed.feed_sessions s SET expires_at = v_now + v_session_lifetime,
                                         context = v_context
         WHERE s.session_id = v_session.session_id;
         IF v_page_no <= v_session.pages_served THEN
@@ -899,7 +935,7 @@ BEGIN
             JOIN feed.posts p ON p.post_id = i.post_id
             WHERE i.session_id = v_session.session_id AND i.page_no = v_page_no
               AND feed._post_visible_to(p.visibility, p.is_deleted, p.media_ready, p.duration_ms, p.author_id,
-                                        p_user_id, feed._setting_integer('max_duration_ms'))
+                                        p_user_id, v_max_duration)
               AND (p_user_id IS NULL OR coalesce((v_context ->> 'include_own_posts')::boolean, false)
                    OR p.author_id <> p_user_id)
               AND p.author_id <> ALL (feed._bigints(v_viewer -> 'blocked'))

@@ -146,7 +146,7 @@ CREATE TABLE feed.user_preferences (
 -------------------------------------------------------------------------------
 -- interactions: append-only log of engagement, written by feed.record_interaction
 CREATE TABLE feed.interactions (
-    interaction_id     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    interaction_id     bigint GENERATED ALWAYS AS IDENTITY,
     user_id            bigint NOT NULL,
     post_id            bigint NOT NULL,
     action             text NOT NULL,
@@ -159,7 +159,10 @@ CREATE TABLE feed.interactions (
         'save', 'not_interested', 'report', 'dislike')),
     CONSTRAINT interactions_value_not_negative CHECK (value_amount >= 0),
     CONSTRAINT interactions_time_spent_not_negative CHECK (time_spent_seconds >= 0),
-    CONSTRAINT interactions_watch_ratio_range CHECK (watch_ratio BETWEEN 0 AND 1)
+    CONSTRAINT interactions_watch_ratio_range CHECK (watch_ratio BETWEEN 0 AND 1),
+    -- names the viewer: on a Citus cluster the log is distributed by user_id,
+    -- and a distributed table's unique keys must include that column
+    CONSTRAINT interactions_pkey PRIMARY KEY (user_id, interaction_id)
 );
 -- a viewer's history (incremental recommendation builds, explain)
 CREATE INDEX interactions_user_recent_idx ON feed.interactions (user_id, created_at DESC);

@@ -27,6 +27,41 @@ METHODS = {"h": "distributed", "n": "reference or Citus-managed local", "a": "ap
 UNDO = "SELECT undistribute_table('feed.{table}')"
 
 
+# Where each pgfeed table is to live on a cluster (docs/distributed.md, "Where
+# each table lives"): the column a per-viewer table is distributed by, all
+# colocated with the first; the tables copied to every node; and the ones kept
+# on the coordinator, which only coordinator-run jobs read and write.
+# tests/test_schema.py checks that every table of the schema is placed once.
+DISTRIBUTED_BY_VIEWER: dict[str, str] = {
+    "seen_posts": "user_id", "impressions": "user_id", "hidden_posts": "user_id",
+    "user_author_affinity": "user_id", "user_post_type_affinity": "user_id",
+    "user_category_affinity": "user_id", "user_tag_affinity": "user_id", "user_signals": "user_id",
+    "user_taste": "user_id", "recommendations": "user_id", "user_preferences": "user_id",
+    "user_post_state": "user_id", "follows": "follower_id", "collective_members": "user_id",
+    "interactions": "user_id", "feed_sessions": "user_id",
+    "feed_session_items": "user_id",
+}
+# Per-viewer tables whose schema cannot be distributed yet, and why: the
+# distribution column must be NOT NULL and part of every unique key.
+NOT_YET_DISTRIBUTABLE: dict[str, str] = {
+    "feed_sessions": "an anonymous session's user_id is NULL, and the key is session_id alone",
+    "feed_session_items": "no user_id column; keyed by session_id",
+}
+# post_embeddings before posts: the posts triggers write it on every node.
+# blocks: a block hides content both ways, so a viewer's feed reads who blocked
+# them as well as whom they blocked; a copy on every node answers both without
+# a query across shards (blocks are written rarely, the two-phase commit is
+# affordable).
+REFERENCE: tuple[str, ...] = (
+    "install_state", "settings", "ranking_profiles", "experiments", "user_identities", "post_embeddings",
+    "posts", "creator_quality", "job_runs", "item_neighbors", "import_keys", "blocks",
+)
+COORDINATOR_ONLY: tuple[str, ...] = (
+    "alembic_version", "analytics_rollup_state", "analytics_daily_posts", "analytics_daily_pages", "analytics_daily_sources",
+    "analytics_experiment_viewers", "analytics_experiment_variants", "analytics_engaged_rows",
+)
+
+
 @dataclass
 class CitusStatus:
     version: str
