@@ -638,7 +638,10 @@ BEGIN
         SELECT p.user_id, p.post_id,
                row_number() OVER w AS recency, count(*) OVER (PARTITION BY p.user_id) AS total
         FROM pairs p
-        WHERE NOT EXISTS (SELECT 1 FROM feed.hidden_posts h WHERE h.user_id = p.user_id AND h.post_id = p.post_id)
+        -- an anti-join written as a join: Citus refuses a correlated subquery
+        -- over a CTE when it cannot push the whole statement to the shards
+        LEFT JOIN feed.hidden_posts h ON h.user_id = p.user_id AND h.post_id = p.post_id
+        WHERE h.user_id IS NULL
         WINDOW w AS (PARTITION BY p.user_id ORDER BY p.last_at DESC, p.post_id DESC)
     )
     SELECT r.user_id, r.post_id, r.recency, r.total
