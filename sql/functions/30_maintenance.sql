@@ -144,6 +144,25 @@ DECLARE
 BEGIN
     v_rescored := feed.refresh_trending_scores(feed._setting_interval('trending_window'));
 
+    v_creators := feed._refresh_creator_quality();
+
+    -- sessions past their lifetime and their attribution window (their served
+    -- pages go with them), once analytics has folded them into its rollups
+    -- and counted every interaction that could engage them. Before the
+    -- prunes below (the rollup reads none of their tables): on Citus a
+    -- transaction that has deleted from a distributed table over several
+    -- connections may no longer modify a reference table with foreign keys,
+    -- which the sessions are while they are not distributed
+    PERFORM feed._rollup_analytics();
+    -- read before the delete: on Citus a function that reads tables cannot
+    -- run inside a statement sent to the shards
+    v_deletable_before := least(feed._analytics_deletable_before(), v_now);
+    DELETE FROM feed.feed_sessions s
+    WHERE s.session_id = ANY (ARRAY(SELECT o.session_id FROM feed.feed_sessions o
+                                    WHERE o.expires_at < v_deletable_before
+                                    ORDER BY o.expires_at LIMIT v_limit));
+    GET DIAGNOSTICS v_sessions = ROW_COUNT;
+
     -- Each batch is found, then deleted by its key (the viewer first): Citus
     -- plans no ctid in a modification of a distributed table. The keys travel
     -- as arrays unnested beside the table, which the planner estimates at a
@@ -168,21 +187,6 @@ BEGIN
     WHERE s.user_id = k.user_id AND s.post_id = k.post_id
       AND s.last_seen_at < v_now - v_cooldown;
     GET DIAGNOSTICS v_seen = ROW_COUNT;
-
-    v_creators := feed._refresh_creator_quality();
-
-    -- sessions past their lifetime and their attribution window (their served
-    -- pages go with them), once analytics has folded them into its rollups
-    -- and counted every interaction that could engage them
-    PERFORM feed._rollup_analytics();
-    -- read before the delete: on Citus a function that reads tables cannot
-    -- run inside a statement sent to the shards
-    v_deletable_before := least(feed._analytics_deletable_before(), v_now);
-    DELETE FROM feed.feed_sessions s
-    WHERE s.session_id = ANY (ARRAY(SELECT o.session_id FROM feed.feed_sessions o
-                                    WHERE o.expires_at < v_deletable_before
-                                    ORDER BY o.expires_at LIMIT v_limit));
-    GET DIAGNOSTICS v_sessions = ROW_COUNT;
 
     DELETE FROM feed.recommendations r
     USING (SELECT array_agg(o.user_id) AS users, array_agg(o.post_id) AS posts
