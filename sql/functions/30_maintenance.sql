@@ -139,35 +139,62 @@ DECLARE
     v_seen integer;
     v_creators integer;
     v_sessions integer;
+    v_deletable_before timestamptz;
     v_recommendations integer;
 BEGIN
     v_rescored := feed.refresh_trending_scores(feed._setting_interval('trending_window'));
-
-    DELETE FROM feed.impressions i
-    WHERE i.ctid = ANY (ARRAY(SELECT o.ctid FROM feed.impressions o
-                              WHERE o.seen_at < v_now - v_cooldown LIMIT v_limit));
-    GET DIAGNOSTICS v_impressions = ROW_COUNT;
-
-    DELETE FROM feed.seen_posts s
-    WHERE s.ctid = ANY (ARRAY(SELECT o.ctid FROM feed.seen_posts o
-                              WHERE o.last_seen_at < v_now - v_cooldown LIMIT v_limit));
-    GET DIAGNOSTICS v_seen = ROW_COUNT;
 
     v_creators := feed._refresh_creator_quality();
 
     -- sessions past their lifetime and their attribution window (their served
     -- pages go with them), once analytics has folded them into its rollups
-    -- and counted every interaction that could engage them
+    -- and counted every interaction that could engage them. Before the
+    -- prunes below (the rollup reads none of their tables): on Citus a
+    -- transaction that has deleted from a distributed table over several
+    -- connections may no longer modify a reference table with foreign keys,
+    -- which the sessions are while they are not distributed
     PERFORM feed._rollup_analytics();
+    -- read before the delete: on Citus a function that reads tables cannot
+    -- run inside a statement sent to the shards
+    v_deletable_before := least(feed._analytics_deletable_before(), v_now);
     DELETE FROM feed.feed_sessions s
     WHERE s.session_id = ANY (ARRAY(SELECT o.session_id FROM feed.feed_sessions o
-                                    WHERE o.expires_at < least(feed._analytics_deletable_before(), v_now)
+                                    WHERE o.expires_at < v_deletable_before
                                     ORDER BY o.expires_at LIMIT v_limit));
     GET DIAGNOSTICS v_sessions = ROW_COUNT;
 
+    -- Each batch is found, then deleted by its key (the viewer first): Citus
+    -- plans no ctid in a modification of a distributed table. The keys travel
+    -- as arrays unnested beside the table, which the planner estimates at a
+    -- few rows, so each one is an index probe (as the ctid lookup was), never
+    -- a hash join over the whole table; the age is checked again on the row
+    -- deleted, in case a sighting moved it since.
+    DELETE FROM feed.impressions i
+    USING (SELECT array_agg(o.user_id) AS users, array_agg(o.post_id) AS posts, array_agg(o.session_id) AS sessions
+           FROM (SELECT o.user_id, o.post_id, o.session_id FROM feed.impressions o
+                 WHERE o.seen_at < v_now - v_cooldown LIMIT v_limit) o) b
+    CROSS JOIN LATERAL unnest(b.users, b.posts, b.sessions) AS k (user_id, post_id, session_id)
+    WHERE i.user_id = k.user_id AND i.post_id = k.post_id
+      AND i.session_id IS NOT DISTINCT FROM k.session_id   -- one NULL session per (viewer, post): NULLS NOT DISTINCT
+      AND i.seen_at < v_now - v_cooldown;
+    GET DIAGNOSTICS v_impressions = ROW_COUNT;
+
+    DELETE FROM feed.seen_posts s
+    USING (SELECT array_agg(o.user_id) AS users, array_agg(o.post_id) AS posts
+           FROM (SELECT o.user_id, o.post_id FROM feed.seen_posts o
+                 WHERE o.last_seen_at < v_now - v_cooldown LIMIT v_limit) o) b
+    CROSS JOIN LATERAL unnest(b.users, b.posts) AS k (user_id, post_id)
+    WHERE s.user_id = k.user_id AND s.post_id = k.post_id
+      AND s.last_seen_at < v_now - v_cooldown;
+    GET DIAGNOSTICS v_seen = ROW_COUNT;
+
     DELETE FROM feed.recommendations r
-    WHERE r.ctid = ANY (ARRAY(SELECT o.ctid FROM feed.recommendations o
-                              WHERE o.expires_at < v_now ORDER BY o.expires_at LIMIT v_limit));
+    USING (SELECT array_agg(o.user_id) AS users, array_agg(o.post_id) AS posts
+           FROM (SELECT o.user_id, o.post_id FROM feed.recommendations o
+                 WHERE o.expires_at < v_now ORDER BY o.expires_at LIMIT v_limit) o) b
+    CROSS JOIN LATERAL unnest(b.users, b.posts) AS k (user_id, post_id)
+    WHERE r.user_id = k.user_id AND r.post_id = k.post_id
+      AND r.expires_at < v_now;
     GET DIAGNOSTICS v_recommendations = ROW_COUNT;
 
     v_result := jsonb_build_object(

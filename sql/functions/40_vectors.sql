@@ -492,6 +492,28 @@ END
 $func$;
 
 -------------------------------------------------------------------------------
+-- _in_citus_metadata: whether a table is distributed or a reference table on
+-- a Citus cluster (false without Citus). Some maintenance a single server
+-- does in-line cannot be done that way on such a table. Read at run time
+-- through dynamic SQL: the Citus catalog exists only where Citus is installed.
+CREATE OR REPLACE FUNCTION feed._in_citus_metadata(p_table regclass)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+DECLARE
+    v_found boolean;
+BEGIN
+    IF to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN false;
+    END IF;
+    EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition d WHERE d.logicalrelid = $1)'
+        INTO v_found USING p_table;
+    RETURN v_found;
+END
+$func$;
+
+-------------------------------------------------------------------------------
 -- build_recommendations (p_lookback, p_only_changed): batch item-to-item
 -- collaborative filtering (contract §3.3, seeds 002 and 003); returns the
 -- number of recommendations written.
@@ -616,7 +638,10 @@ BEGIN
         SELECT p.user_id, p.post_id,
                row_number() OVER w AS recency, count(*) OVER (PARTITION BY p.user_id) AS total
         FROM pairs p
-        WHERE NOT EXISTS (SELECT 1 FROM feed.hidden_posts h WHERE h.user_id = p.user_id AND h.post_id = p.post_id)
+        -- an anti-join written as a join: Citus refuses a correlated subquery
+        -- over a CTE when it cannot push the whole statement to the shards
+        LEFT JOIN feed.hidden_posts h ON h.user_id = p.user_id AND h.post_id = p.post_id
+        WHERE h.user_id IS NULL
         WINDOW w AS (PARTITION BY p.user_id ORDER BY p.last_at DESC, p.post_id DESC)
     )
     SELECT r.user_id, r.post_id, r.recency, r.total
@@ -699,13 +724,24 @@ BEGIN
         DELETE FROM feed.item_neighbors;
         INSERT INTO feed.item_neighbors (post_id, neighbor_id, score)
         SELECT n.post_id, n.neighbor_id, n.score FROM pg_temp._rec_neighbors n ORDER BY n.post_id, n.neighbor_id;
-        ANALYZE feed.item_neighbors;
+        -- fresh statistics for the feeds' reads of the new neighbours. Not on a
+        -- Citus reference table: the insert above wrote the coordinator's copy
+        -- locally, after which Citus refuses the ANALYZE (it needs connections
+        -- of its own to every copy); each node's autovacuum analyzes its copy
+        IF NOT feed._in_citus_metadata('feed.item_neighbors') THEN
+            ANALYZE feed.item_neighbors;
+        END IF;
         DELETE FROM feed.recommendations;
     ELSE
-        -- the stored neighbours of the posts these viewers' histories hold
+        -- the stored neighbours of the posts these viewers' histories hold,
+        -- without those nobody may see any more (a full run's neighbours are
+        -- all available). Filtered here rather than as a candidate check that
+        -- depends on the mode: on Citus that check, a correlated subquery on a
+        -- temporary table under a parameter, made the insert below write nothing
         CREATE TEMP TABLE _rec_neighbors ON COMMIT DROP AS
         SELECT n.post_id, n.neighbor_id, n.score FROM feed.item_neighbors n
-        WHERE n.post_id IN (SELECT h.post_id FROM pg_temp._rec_history h WHERE h.recency <= v_history);
+        WHERE n.post_id IN (SELECT h.post_id FROM pg_temp._rec_history h WHERE h.recency <= v_history)
+          AND NOT EXISTS (SELECT 1 FROM pg_temp._rec_unavailable u WHERE u.post_id = n.neighbor_id);
         DELETE FROM feed.recommendations r WHERE r.user_id = ANY (v_changed);
     END IF;
     CREATE INDEX ON pg_temp._rec_neighbors (post_id);
@@ -745,9 +781,7 @@ BEGIN
                    row_number() OVER (PARTITION BY c.user_id ORDER BY c.score DESC, c.post_id) AS rank,
                    max(c.score) OVER (PARTITION BY c.user_id) AS best
             FROM candidates c
-            WHERE (NOT v_incremental   -- a full run's neighbours are all available
-                   OR NOT EXISTS (SELECT 1 FROM pg_temp._rec_unavailable u WHERE u.post_id = c.post_id))
-              AND NOT EXISTS (SELECT 1 FROM own o WHERE o.user_id = c.user_id AND o.post_id = c.post_id)
+            WHERE NOT EXISTS (SELECT 1 FROM own o WHERE o.user_id = c.user_id AND o.post_id = c.post_id)
               AND NOT EXISTS (SELECT 1 FROM touched t WHERE t.user_id = c.user_id AND t.post_id = c.post_id)
               AND NOT EXISTS (SELECT 1 FROM hidden x WHERE x.user_id = c.user_id AND x.post_id = c.post_id)
         )
