@@ -92,57 +92,69 @@ def _step(conn: psycopg.Connection, sql: str, params=None) -> str | None:
         return _first_line(exc)
 
 
+def distribute(dsn: str, out=sys.stdout) -> None:
+    """Install pgfeed into ``dsn`` on a cluster, seed it, and distribute it as planned."""
+    install.migrate(dsn)
+    result = CliRunner().invoke(cli, ["seed", "--users", "40", "--posts", "200", "--interactions", "1500",
+                                      "--dsn", dsn])
+    assert result.exit_code == 0, result.output
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        database = conn.info.dbname
+        conn.execute(f'ALTER DATABASE "{database}" SET citus.enable_unsafe_triggers = on')
+        conn.execute("SET citus.enable_unsafe_triggers = on")
+        out.write("| step | result |\n|---|---|\n")
+        colocate = "none"
+        for table, column in PER_VIEWER:
+            error = _step(conn, "SELECT create_distributed_table(%s, %s, colocate_with := %s)",
+                          [f"feed.{table}", column, colocate])
+            if error is None and colocate == "none":
+                colocate = f"feed.{table}"
+            if error is not None:
+                fallback = _step(conn, "SELECT create_reference_table(%s)", [f"feed.{table}"])
+                error += "; made a reference table instead" + (f" (also refused: {fallback})" if fallback else "")
+            out.write(f"| distribute feed.{table} by {column} | {error or 'ok'} |\n")
+        for table in REFERENCE:
+            error = _step(conn, "SELECT create_reference_table(%s)", [f"feed.{table}"])
+            out.write(f"| reference table feed.{table} | {error or 'ok'} |\n")
+        functions = [r[0] for r in conn.execute(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'feed'::regnamespace"
+            " AND p.prokind = 'f' ORDER BY 1").fetchall()]
+        refused = {}
+        for signature in functions:
+            error = _step(conn, "SELECT create_distributed_function(%s)", [signature])
+            if error:
+                refused[signature] = error
+        out.write(f"| propagate the {len(functions)} functions to the workers | "
+                  f"{'ok' if not refused else '; '.join(f'{k}: {v}' for k, v in refused.items())} |\n")
+        for signature in DELEGATED:
+            error = _step(conn, "SELECT create_distributed_function(%s, 'p_user_id', colocate_with := %s)",
+                          [signature, colocate])
+            out.write(f"| delegate {signature.split('(')[0]} by p_user_id | {error or 'ok'} |\n")
+        # Citus plans a statement with parameters only as a plain single-shard lookup: on a
+        # cluster the functions that pin generic plans get custom plans instead
+        generic = [r[0] for r in conn.execute(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'feed'::regnamespace"
+            " AND 'plan_cache_mode=force_generic_plan' = ANY (p.proconfig) ORDER BY 1").fetchall()]
+        for signature in generic:
+            error = _step(conn, f"ALTER FUNCTION {signature} SET plan_cache_mode = force_custom_plan")
+            out.write(f"| custom plans for {signature.split('(')[0]} | {error or 'ok'} |\n")
+
+
+def calls(dsn: str, out=sys.stdout) -> None:
+    """Call every engine operation once through the coordinator."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        out.write("\n| call through the coordinator | result |\n|---|---|\n")
+        for label, sql in CALLS:
+            error = _step(conn, sql)
+            out.write(f"| {label} | {error or 'ok'} |\n")
+
+
 def probe(out=sys.stdout) -> None:
     cluster = citus_cluster.start_cluster()
     try:
         dsn = cluster.create_database("pgfeed_probe")
-        install.migrate(dsn)
-        result = CliRunner().invoke(cli, ["seed", "--users", "40", "--posts", "200", "--interactions", "1500",
-                                          "--dsn", dsn])
-        assert result.exit_code == 0, result.output
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("ALTER DATABASE pgfeed_probe SET citus.enable_unsafe_triggers = on")
-            conn.execute("SET citus.enable_unsafe_triggers = on")
-            out.write("| step | result |\n|---|---|\n")
-            colocate = "none"
-            for table, column in PER_VIEWER:
-                error = _step(conn, "SELECT create_distributed_table(%s, %s, colocate_with := %s)",
-                              [f"feed.{table}", column, colocate])
-                if error is None and colocate == "none":
-                    colocate = f"feed.{table}"
-                if error is not None:
-                    fallback = _step(conn, "SELECT create_reference_table(%s)", [f"feed.{table}"])
-                    error += "; made a reference table instead" + (f" (also refused: {fallback})" if fallback else "")
-                out.write(f"| distribute feed.{table} by {column} | {error or 'ok'} |\n")
-            for table in REFERENCE:
-                error = _step(conn, "SELECT create_reference_table(%s)", [f"feed.{table}"])
-                out.write(f"| reference table feed.{table} | {error or 'ok'} |\n")
-            functions = [r[0] for r in conn.execute(
-                "SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'feed'::regnamespace"
-                " AND p.prokind = 'f' ORDER BY 1").fetchall()]
-            refused = {}
-            for signature in functions:
-                error = _step(conn, "SELECT create_distributed_function(%s)", [signature])
-                if error:
-                    refused[signature] = error
-            out.write(f"| propagate the {len(functions)} functions to the workers | "
-                      f"{'ok' if not refused else '; '.join(f'{k}: {v}' for k, v in refused.items())} |\n")
-            for signature in DELEGATED:
-                error = _step(conn, "SELECT create_distributed_function(%s, 'p_user_id', colocate_with := %s)",
-                              [signature, colocate])
-                out.write(f"| delegate {signature.split('(')[0]} by p_user_id | {error or 'ok'} |\n")
-            # Citus plans a statement with parameters only as a plain single-shard lookup: on a
-            # cluster the functions that pin generic plans get custom plans instead
-            generic = [r[0] for r in conn.execute(
-                "SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'feed'::regnamespace"
-                " AND 'plan_cache_mode=force_generic_plan' = ANY (p.proconfig) ORDER BY 1").fetchall()]
-            for signature in generic:
-                error = _step(conn, f"ALTER FUNCTION {signature} SET plan_cache_mode = force_custom_plan")
-                out.write(f"| custom plans for {signature.split('(')[0]} | {error or 'ok'} |\n")
-            out.write("\n| call through the coordinator | result |\n|---|---|\n")
-            for label, sql in CALLS:
-                error = _step(conn, sql)
-                out.write(f"| {label} | {error or 'ok'} |\n")
+        distribute(dsn, out)
+        calls(dsn, out)
     finally:
         cluster.stop()
 

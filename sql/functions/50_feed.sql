@@ -277,8 +277,17 @@ DECLARE
     v_lo bigint;
     v_hi bigint;
     v_has_recs boolean := false;
-    v_live boolean := false;
-    v_similar boolean := false;
+    v_live_ids bigint[] := '{}';
+    v_live_scores double precision[] := '{}';
+    v_similar_ids bigint[] := '{}';
+    -- the value the per-viewer tables are read by: the viewer, or for an
+    -- anonymous viewer the session's seed. The candidate statement then names
+    -- one value of the distribution column everywhere, which a Citus cluster
+    -- needs to run it on one shard. For an anonymous viewer each per-viewer
+    -- read is also given "user_id IS NOT DISTINCT FROM p_user_id", which no
+    -- row meets, so nothing is read; spelled so, not "p_user_id IS NOT NULL":
+    -- a condition that folds to false makes Citus give up the one-shard plan.
+    v_key bigint := coalesce(p_user_id, p_seed);
 BEGIN
     IF (v_personal OR (p_mode = 'random' AND NOT p_repeats)) AND NOT v_in_network THEN
         -- a uniform draw: v_draw eligible posts from a seeded random point of
@@ -294,9 +303,19 @@ BEGIN
     END IF;
     IF v_personal AND p_user_id IS NOT NULL THEN
         v_has_recs := EXISTS (SELECT 1 FROM feed.recommendations r WHERE r.user_id = p_user_id AND r.expires_at > p_now);
-        v_live := NOT v_has_recs AND to_regprocedure('feed._live_collaborative(bigint,integer)') IS NOT NULL;
-        v_similar := to_regprocedure('feed._taste_candidates(bigint,integer)') IS NOT NULL
-                     AND EXISTS (SELECT 1 FROM feed.user_taste t WHERE t.user_id = p_user_id AND t.strength > 0);
+        -- the sources that are functions run first, into arrays: each reads
+        -- settings and tables of its own, which on a Citus cluster may not
+        -- happen inside a statement that runs on a shard
+        IF NOT v_has_recs AND to_regprocedure('feed._live_collaborative(bigint,integer)') IS NOT NULL THEN
+            SELECT coalesce(array_agg(l.post_id), '{}'), coalesce(array_agg(l.score), '{}')
+            INTO v_live_ids, v_live_scores
+            FROM feed._live_collaborative(p_user_id, least(p_limit, 1000)) l;
+        END IF;
+        IF to_regprocedure('feed._taste_candidates(bigint,integer)') IS NOT NULL
+           AND EXISTS (SELECT 1 FROM feed.user_taste t WHERE t.user_id = p_user_id AND t.strength > 0) THEN
+            SELECT coalesce(array_agg(t.post_id), '{}') INTO v_similar_ids
+            FROM feed._taste_candidates(p_user_id, least(p_limit, 1000)) t;
+        END IF;
         -- a profile whose following slots are the newest posts of followed authors
         v_following_newest := coalesce((SELECT (r.params ->> 'following_newest')::double precision > 0
                                         FROM feed.ranking_profiles r WHERE r.name = p_context ->> 'profile'), false);
@@ -306,7 +325,7 @@ BEGIN
     WITH sourced AS (
         -- following: the latest posts of a different sample of followed authors on every page
         SELECT fp.post_id, 'following'::text AS source, 1 AS priority, NULL::double precision AS collab
-        FROM (SELECT f.followee_id FROM feed.follows f WHERE f.follower_id = p_user_id
+        FROM (SELECT f.followee_id FROM feed.follows f WHERE f.follower_id = v_key
               ORDER BY feed._uniform(p_seed + p_page_no, f.followee_id) LIMIT greatest(p_limit / 2, 1)) fe
         CROSS JOIN LATERAL (SELECT p.post_id FROM feed.posts p WHERE p.author_id = fe.followee_id
                             ORDER BY p.created_at DESC LIMIT 2) fp
@@ -314,7 +333,7 @@ BEGIN
         UNION ALL
         -- following, newest first: the newest posts of (up to 1000) followed authors
         SELECT fn.post_id, 'following', 1, NULL
-        FROM (SELECT fp.post_id FROM (SELECT f.followee_id FROM feed.follows f WHERE f.follower_id = p_user_id
+        FROM (SELECT fp.post_id FROM (SELECT f.followee_id FROM feed.follows f WHERE f.follower_id = v_key
                                       ORDER BY f.followee_id LIMIT 1000) fe
               CROSS JOIN LATERAL (SELECT p.post_id, p.created_at FROM feed.posts p WHERE p.author_id = fe.followee_id
                                   ORDER BY p.created_at DESC LIMIT greatest(3, p_limit / 24)) fp
@@ -331,17 +350,15 @@ BEGIN
         -- collaborative: precomputed recommendations, else live item-to-item scores
         SELECT r.post_id, 'collaborative', 3, r.score
         FROM (SELECT r.post_id, r.score FROM feed.recommendations r
-              WHERE r.user_id = p_user_id AND r.expires_at > p_now ORDER BY r.score DESC LIMIT p_limit) r
+              WHERE r.user_id = v_key AND r.expires_at > p_now ORDER BY r.score DESC LIMIT p_limit) r
         WHERE v_has_recs
         UNION ALL
         SELECT l.post_id, 'collaborative', 3, l.score
-        FROM feed._live_collaborative(p_user_id, least(p_limit, 1000)) l
-        WHERE v_live
+        FROM unnest(v_live_ids, v_live_scores) AS l(post_id, score)
         UNION ALL
         -- similar: nearest posts to the viewer's taste vector
         SELECT s.post_id, 'similar', 4, NULL
-        FROM feed._taste_candidates(p_user_id, least(p_limit, 1000)) s
-        WHERE v_similar
+        FROM unnest(v_similar_ids) AS s(post_id)
         UNION ALL
         -- trending: the top of the trending order (also the whole 'trending' mode)
         SELECT t.post_id, 'trending', 6, NULL
@@ -377,8 +394,8 @@ BEGIN
                      AND p.post_id <> ALL (v_excluded)
                      AND NOT EXISTS (SELECT 1 FROM feed.feed_session_items si
                                      WHERE si.session_id = p_session_id AND si.post_id = p.post_id)
-                     AND NOT EXISTS (SELECT 1 FROM feed.hidden_posts h WHERE h.user_id = p_user_id AND h.post_id = p.post_id)
-                     AND NOT EXISTS (SELECT 1 FROM feed.seen_posts s WHERE s.user_id = p_user_id AND s.post_id = p.post_id
+                     AND NOT EXISTS (SELECT 1 FROM feed.hidden_posts h WHERE h.user_id = v_key AND h.user_id IS NOT DISTINCT FROM p_user_id AND h.post_id = p.post_id)
+                     AND NOT EXISTS (SELECT 1 FROM feed.seen_posts s WHERE s.user_id = v_key AND s.user_id IS NOT DISTINCT FROM p_user_id AND s.post_id = p.post_id
                                                                      AND s.last_seen_at > v_cooldown_start)
                    ORDER BY pg_catalog.hashint8(p.post_id) LIMIT v_draw)
                   UNION ALL
@@ -396,8 +413,8 @@ BEGIN
                      AND p.post_id <> ALL (v_excluded)
                      AND NOT EXISTS (SELECT 1 FROM feed.feed_session_items si
                                      WHERE si.session_id = p_session_id AND si.post_id = p.post_id)
-                     AND NOT EXISTS (SELECT 1 FROM feed.hidden_posts h WHERE h.user_id = p_user_id AND h.post_id = p.post_id)
-                     AND NOT EXISTS (SELECT 1 FROM feed.seen_posts s WHERE s.user_id = p_user_id AND s.post_id = p.post_id
+                     AND NOT EXISTS (SELECT 1 FROM feed.hidden_posts h WHERE h.user_id = v_key AND h.user_id IS NOT DISTINCT FROM p_user_id AND h.post_id = p.post_id)
+                     AND NOT EXISTS (SELECT 1 FROM feed.seen_posts s WHERE s.user_id = v_key AND s.user_id IS NOT DISTINCT FROM p_user_id AND s.post_id = p.post_id
                                                                      AND s.last_seen_at > v_cooldown_start)
                    ORDER BY pg_catalog.hashint8(p.post_id) LIMIT v_draw)) w
               ORDER BY w.lap, w.h LIMIT v_draw) e
@@ -413,7 +430,7 @@ BEGIN
         -- followed authors and of the viewer's collectives
         SELECT n.post_id, CASE p_mode WHEN 'personalized' THEN 'following' ELSE p_mode END, 9, NULL
         FROM (SELECT p.post_id FROM feed.follows f JOIN feed.posts p ON p.author_id = f.followee_id
-              WHERE f.follower_id = p_user_id
+              WHERE f.follower_id = v_key
               UNION
               SELECT p.post_id FROM feed.posts p WHERE p.collective_id = ANY (v_collectives)) n
         WHERE p_scan AND NOT p_repeats AND v_in_network
@@ -421,7 +438,7 @@ BEGIN
         -- controlled repeats: posts seen within the cooldown
         SELECT s.post_id, 'repeat', 10, NULL
         FROM feed.seen_posts s
-        WHERE p_repeats AND s.user_id = p_user_id AND s.last_seen_at > v_cooldown_start
+        WHERE p_repeats AND s.user_id = v_key AND s.user_id IS NOT DISTINCT FROM p_user_id AND s.last_seen_at > v_cooldown_start
     ), candidates AS (
         SELECT DISTINCT ON (c.post_id) c.post_id, c.source, c.priority, c.collab
         FROM sourced c
@@ -435,7 +452,7 @@ BEGIN
     FROM candidates c
     JOIN feed.posts p ON p.post_id = c.post_id
     LEFT JOIN feed.seen_posts s
-           ON s.user_id = p_user_id AND s.post_id = c.post_id AND s.last_seen_at > v_cooldown_start
+           ON s.user_id = v_key AND s.user_id IS NOT DISTINCT FROM p_user_id AND s.post_id = c.post_id AND s.last_seen_at > v_cooldown_start
     WHERE feed._post_visible_to(p.visibility, p.is_deleted, p.media_ready, p.duration_ms, p.author_id,
                                 p_user_id, v_max_duration)
       AND (p_user_id IS NULL OR v_include_own OR p.author_id <> p_user_id)
@@ -448,10 +465,10 @@ BEGIN
       AND p.post_id <> ALL (v_excluded)
       AND (NOT v_in_network
            OR p.collective_id = ANY (v_collectives)
-           OR EXISTS (SELECT 1 FROM feed.follows f WHERE f.follower_id = p_user_id AND f.followee_id = p.author_id))
+           OR EXISTS (SELECT 1 FROM feed.follows f WHERE f.follower_id = v_key AND f.followee_id = p.author_id))
       AND NOT EXISTS (SELECT 1 FROM feed.feed_session_items si
                       WHERE si.session_id = p_session_id AND si.post_id = c.post_id)
-      AND NOT EXISTS (SELECT 1 FROM feed.hidden_posts h WHERE h.user_id = p_user_id AND h.post_id = c.post_id)
+      AND NOT EXISTS (SELECT 1 FROM feed.hidden_posts h WHERE h.user_id = v_key AND h.user_id IS NOT DISTINCT FROM p_user_id AND h.post_id = c.post_id)
       AND (s.post_id IS NOT NULL) = p_repeats
     -- at the bottom of the ladder the bounded sources' finds come first, then the scan's
     ORDER BY c.priority >= 9, 8, 1
@@ -460,25 +477,53 @@ END
 $func$;
 
 -------------------------------------------------------------------------------
+-- _tag_affinities: the viewer's decayed affinities (at p_at) for the tags in
+-- p_tags, as {tag: affinity}; tags without a row are absent. Probes (viewer,
+-- tag) keys only, so a viewer's whole tag set is never read. One plain
+-- statement a Citus cluster runs on the viewer's shard; the feed and
+-- explain_score read it once per call and match each post from it.
+CREATE OR REPLACE FUNCTION feed._tag_affinities(
+    p_user_id bigint, p_tags text[], p_at timestamptz, p_half_life double precision)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+DECLARE
+    v_affinities jsonb;
+BEGIN
+    IF p_user_id IS NULL OR coalesce(cardinality(p_tags), 0) = 0 THEN
+        RETURN '{}';
+    END IF;
+    SELECT jsonb_object_agg(a.tag, feed._decayed_affinity(a.affinity, a.updated_at, p_at, p_half_life))
+    INTO v_affinities
+    FROM feed.user_tag_affinity a
+    WHERE a.user_id = p_user_id AND a.tag = ANY (p_tags);
+    RETURN coalesce(v_affinities, '{}');
+END
+$func$;
+
+-------------------------------------------------------------------------------
 -- _tag_matches: the viewer's affinities for tags of a post that count in
 -- tag_affinity: the p_k strongest (largest |decayed affinity|, ties by tag)
--- among the tags the viewer has a non-zero affinity for. A tag without a row
--- counts as 0. Probes (viewer, tag) keys only, so a viewer's whole tag set is
--- never read. No SET search_path, so that it inlines into _score_posts (a SET
+-- among the tags the viewer has a non-zero affinity for, looked up in
+-- p_affinities (_tag_affinities). A tag absent from it counts as 0. Reads no
+-- table. No SET search_path, so that it inlines into _score_posts (a SET
 -- clause makes it a call per candidate); every name is schema-qualified.
-CREATE OR REPLACE FUNCTION feed._tag_matches(
-    p_user_id bigint, p_tags text[], p_at timestamptz, p_half_life double precision, p_k integer)
+CREATE OR REPLACE FUNCTION feed._tag_matches(p_tags text[], p_affinities jsonb, p_k integer)
 RETURNS TABLE (tag text, affinity double precision)
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $func$
     SELECT m.tag, m.affinity
-    FROM (SELECT a.tag, feed._decayed_affinity(a.affinity, a.updated_at, p_at, p_half_life) AS affinity
-          FROM feed.user_tag_affinity a
-          WHERE a.user_id OPERATOR(pg_catalog.=) p_user_id AND a.tag OPERATOR(pg_catalog.=) ANY (p_tags)) m
+    FROM (SELECT DISTINCT t.tag, (p_affinities OPERATOR(pg_catalog.->>) t.tag)::pg_catalog.float8 AS affinity
+          FROM pg_catalog.unnest(p_tags) AS t(tag)
+          WHERE p_affinities OPERATOR(pg_catalog.?) t.tag) m
     WHERE m.affinity OPERATOR(pg_catalog.<>) 0::pg_catalog.float8
     ORDER BY pg_catalog.abs(m.affinity) DESC, m.tag COLLATE pg_catalog."C"
     LIMIT p_k
 $func$;
+-- the form that read the table itself, inside the feed's statements: a
+-- Citus cluster runs those on a shard, where it could not read the table
+DROP FUNCTION IF EXISTS feed._tag_matches(bigint, text[], timestamptz, double precision, integer);
 
 -------------------------------------------------------------------------------
 -- _tag_top_k: a profile's params.tag_top_k (default 3) as a count of at least 1
@@ -491,13 +536,14 @@ AS $func$
 $func$;
 
 -------------------------------------------------------------------------------
--- _tag_reasons: for a profile that weights tag_affinity, the tags behind the
--- component on a row ('tags', strongest first) and the viewer's decayed
--- affinity for each ('tag_affinities'); '{}' when none matched
-CREATE OR REPLACE FUNCTION feed._tag_reasons(
-    p_user_id bigint, p_post_id bigint, p_weights jsonb, p_params jsonb, p_now timestamptz)
+-- _tag_reasons: the tags behind a post's tag_affinity component ('tags',
+-- strongest first) and the viewer's decayed affinity for each
+-- ('tag_affinities'), from the viewer's affinities read by _tag_affinities;
+-- '{}' when none matched. Reads no table, so the feed can build it for every
+-- candidate in one statement before the page is written.
+CREATE OR REPLACE FUNCTION feed._tag_reasons(p_tags text[], p_affinities jsonb, p_k integer)
 RETURNS jsonb
-LANGUAGE sql STABLE
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $func$
     SELECT CASE WHEN count(*) > 0
@@ -505,13 +551,11 @@ AS $func$
                     'tags', jsonb_agg(m.tag ORDER BY abs(m.affinity) DESC, m.tag COLLATE pg_catalog."C"),
                     'tag_affinities', jsonb_object_agg(m.tag, round(m.affinity::numeric, 6)))
                 ELSE '{}'::jsonb END
-    FROM feed.posts p
-    CROSS JOIN LATERAL feed._tag_matches(
-        p_user_id, p.tags, p_now, extract(epoch FROM feed._setting_interval('category_affinity_half_life')),
-        feed._tag_top_k(p_params)) m
-    WHERE p.post_id = p_post_id AND p_user_id IS NOT NULL
-      AND coalesce((p_weights ->> 'tag_affinity')::double precision, 0) <> 0
+    FROM feed._tag_matches(p_tags, p_affinities, p_k) m
 $func$;
+-- the form that read tables per page row, inside the statement writing the
+-- page: a Citus cluster cannot run a query from inside another one there
+DROP FUNCTION IF EXISTS feed._tag_reasons(bigint, bigint, jsonb, jsonb, timestamptz);
 
 -------------------------------------------------------------------------------
 -- _score_posts: every component for each candidate and the profile's
@@ -553,6 +597,7 @@ DECLARE
     v_top_types jsonb := coalesce(p_viewer -> 'top_post_types', '{}');
     v_categories jsonb := coalesce(p_viewer -> 'category_affinity', '{}');
     v_half_life double precision := extract(epoch FROM feed._setting_interval('category_affinity_half_life'));
+    v_tag_affinities jsonb := '{}';
     -- the viewer's moving averages (feed.user_signals): how much each kind of
     -- engagement weighs in viewer_engagement
     v_like_rate double precision := 0;
@@ -602,6 +647,13 @@ BEGIN
     v_context_factors := v_connection_slow::int + v_big_screen::int + coalesce(v_night, false)::int;
     IF w_taste <> 0 THEN
         SELECT t.taste INTO v_taste FROM feed.user_taste t WHERE t.user_id = p_user_id AND t.strength > 0;
+    END IF;
+    IF w_tag <> 0 AND p_user_id IS NOT NULL THEN
+        -- the viewer's affinities for the candidates' tags, read once
+        v_tag_affinities := feed._tag_affinities(
+            p_user_id, ARRAY(SELECT DISTINCT t.tag FROM feed.posts p CROSS JOIN LATERAL unnest(p.tags) AS t(tag)
+                             WHERE p.post_id = ANY (p_post_ids)),
+            p_now, v_half_life);
     END IF;
 
     RETURN QUERY
@@ -663,7 +715,7 @@ BEGIN
                -- tags, over its tag_top_k strongest (untagged: 0)
                CASE WHEN w_tag = 0 OR p_user_id IS NULL OR coalesce(cardinality(p.tags), 0) = 0 THEN 0
                     ELSE coalesce((SELECT sum(m.affinity)
-                                   FROM feed._tag_matches(p_user_id, p.tags, p_now, v_half_life, tag_top_k) m), 0)
+                                   FROM feed._tag_matches(p.tags, v_tag_affinities, tag_top_k) m), 0)
                          / least(tag_top_k, cardinality(p.tags)) END AS tag_affinity
         FROM c
         JOIN feed.posts p ON p.post_id = c.post_id
@@ -823,6 +875,8 @@ DECLARE
     v_session feed.feed_sessions;
     v_session_id uuid;
     v_expires_at timestamptz;
+    v_tag_affinities jsonb;
+    v_tag_reasons jsonb;
     -- settings read before the statements that use them: on a Citus cluster a
     -- statement runs on a shard, where reading the settings table is refused
     -- (after the session's experiment overrides are in force)
@@ -1010,6 +1064,19 @@ BEGIN
     IF v_session.mode = 'personalized' THEN
         v_epsilon := coalesce((v_profile.params ->> 'epsilon')::double precision, feed._setting_number('epsilon'));
         v_quotas := feed._quota_counts(v_profile.source_quotas, p_page_size, v_epsilon, v_session.seed, v_page_no);
+        IF p_user_id IS NOT NULL AND coalesce((v_profile.weights ->> 'tag_affinity')::double precision, 0) <> 0 THEN
+            -- the tags behind each candidate's tag_affinity, built before the
+            -- page is written: no query may run inside the statement writing it
+            -- on a Citus cluster
+            v_tag_affinities := feed._tag_affinities(
+                p_user_id, ARRAY(SELECT DISTINCT t.tag FROM feed.posts p CROSS JOIN LATERAL unnest(p.tags) AS t(tag)
+                                 WHERE p.post_id = ANY (v_ids)),
+                v_now, extract(epoch FROM feed._setting_interval('category_affinity_half_life')));
+            SELECT jsonb_object_agg(p.post_id, feed._tag_reasons(p.tags, v_tag_affinities,
+                                                                 feed._tag_top_k(v_profile.params)))
+            INTO v_tag_reasons
+            FROM feed.posts p WHERE p.post_id = ANY (v_ids) AND cardinality(p.tags) > 0;
+        END IF;
         INSERT INTO feed.feed_session_items (session_id, page_no, rank, post_id, author_id, score, source,
                                              is_repeat, reasons)
         WITH scored AS (
@@ -1061,17 +1128,17 @@ BEGIN
                feed._reasons(v_profile.name, v_profile.weights, v_session.mode, p.shown_source, p.components, p.score,
                              jsonb_build_object('author_diversity', p.diversity))
                || CASE WHEN p.components[array_position(feed._components(), 'tag_affinity')] <> 0
-                       THEN feed._tag_reasons(p_user_id, p.post_id, v_profile.weights, v_profile.params, v_now)
-                       ELSE '{}' END
+                       THEN coalesce(v_tag_reasons -> p.post_id::text, '{}') ELSE '{}' END
         FROM ranked p;
     ELSE
         INSERT INTO feed.feed_session_items (session_id, page_no, rank, post_id, author_id, score, source,
                                              is_repeat, reasons)
         SELECT v_session.session_id, v_page_no, CASE WHEN u.q <= v_top THEN u.q ELSE u.q + v_repeats END,
                u.post_id, p.author_id,
-               CASE v_session.mode WHEN 'trending' THEN p.trending_score
-                                   WHEN 'random' THEN feed._uniform(v_session.seed, u.post_id)
-                                   ELSE extract(epoch FROM p.created_at) END,
+               -- a searched CASE: Citus deparses "CASE <parameter> WHEN ..." wrongly for a shard
+               CASE WHEN v_session.mode = 'trending' THEN p.trending_score
+                    WHEN v_session.mode = 'random' THEN feed._uniform(v_session.seed, u.post_id)
+                    ELSE extract(epoch FROM p.created_at) END,
                u.source, false,
                jsonb_build_object('mode', v_session.mode, 'source', u.source,
                                   'trending_score', p.trending_score, 'created_at', p.created_at)
@@ -1129,6 +1196,7 @@ DECLARE
     v_hidden text;
     v_excluded text[] := '{}';
     v_scored record;
+    v_profile feed.ranking_profiles;
 BEGIN
     -- another viewer's hidden, reported and seen posts are theirs alone
     PERFORM feed._authorize_viewer(p_user_id);
@@ -1174,6 +1242,7 @@ BEGIN
     FROM feed._score_posts(p_user_id, v_viewer, v_context ->> 'profile', v_context, ARRAY[p_post_id],
                            ARRAY['explain'], ARRAY[NULL::double precision], v_now);
 
+    SELECT * INTO v_profile FROM feed.ranking_profiles r WHERE r.name = v_context ->> 'profile';
     RETURN jsonb_build_object(
         'user_id', p_user_id,
         'post_id', p_post_id,
@@ -1182,11 +1251,13 @@ BEGIN
         'in_cooldown', v_seen.last_seen_at > v_now - feed._setting_interval('cooldown'),
         'last_seen_at', v_seen.last_seen_at,
         'score', v_scored.score,
-        'weights', (SELECT r.weights FROM feed.ranking_profiles r WHERE r.name = v_context ->> 'profile'))
-        || feed._reasons(v_context ->> 'profile',
-                         (SELECT r.weights FROM feed.ranking_profiles r WHERE r.name = v_context ->> 'profile'),
+        'weights', v_profile.weights)
+        || feed._reasons(v_context ->> 'profile', v_profile.weights,
                          v_context ->> 'mode', 'explain', v_scored.components, v_scored.score, '{}')
-        || (SELECT feed._tag_reasons(p_user_id, p_post_id, r.weights, r.params, v_now)
-            FROM feed.ranking_profiles r WHERE r.name = v_context ->> 'profile');
+        || CASE WHEN p_user_id IS NOT NULL AND coalesce((v_profile.weights ->> 'tag_affinity')::double precision, 0) <> 0
+                THEN feed._tag_reasons(v_post.tags, feed._tag_affinities(p_user_id, v_post.tags, v_now,
+                         extract(epoch FROM feed._setting_interval('category_affinity_half_life'))),
+                                       feed._tag_top_k(v_profile.params))
+                ELSE '{}' END;
 END
 $func$;
