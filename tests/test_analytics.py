@@ -79,14 +79,15 @@ def replay(db, plan, start):
                 for rank, (post, source) in enumerate(fresh.items(), 1):
                     served.append((session, user, experiments, page_no, rank, post, AUTHOR[post], source,
                                    source == "repeat", last))
-            db.execute("INSERT INTO feed.feed_sessions (session_id, user_id, mode, profile, seed, created_at,"
-                       " expires_at, experiments) VALUES (%s, %s, 'personalized', 'default', 1, %s, %s, %s)",
-                       [session, user, clock, last + LIFETIME, json.dumps(experiments)])
+            db.execute("INSERT INTO feed.feed_sessions (viewer_key, session_id, user_id, mode, profile, seed,"
+                       " created_at, expires_at, experiments)"
+                       " VALUES (coalesce(%s, 1), %s, %s, 'personalized', 'default', 1, %s, %s, %s)",
+                       [user, session, user, clock, last + LIFETIME, json.dumps(experiments)])
             for r in served:
-                db.execute("INSERT INTO feed.feed_session_items (session_id, page_no, rank, post_id, author_id,"
-                           " score, source, is_repeat, reasons, served_at)"
-                           " VALUES (%s, %s, %s, %s, %s, 1, %s, %s, '{}', %s)",
-                           [r[0], r[3], r[4], r[5], r[6], r[7], r[8], r[9]])
+                db.execute("INSERT INTO feed.feed_session_items (viewer_key, session_id, page_no, rank, post_id,"
+                           " author_id, score, source, is_repeat, reasons, served_at)"
+                           " VALUES (coalesce(%s, 1), %s, %s, %s, %s, %s, 1, %s, %s, '{}', %s)",
+                           [r[1], r[0], r[3], r[4], r[5], r[6], r[7], r[8], r[9]])
             rows += served
         elif event["kind"] == "interact":
             db.execute("INSERT INTO feed.interactions (user_id, post_id, action, created_at) VALUES (%s, %s, %s, %s)",
@@ -97,6 +98,8 @@ def replay(db, plan, start):
             db.execute("SELECT feed._rollup_analytics(%s)", [clock])
             db.execute("DELETE FROM feed.feed_sessions s WHERE s.expires_at <"
                        " least(feed._analytics_deletable_before(), %s)", [clock])
+            db.execute("DELETE FROM feed.analytics_engaged_rows e"
+                       " WHERE NOT EXISTS (SELECT 1 FROM feed.feed_sessions s WHERE s.session_id = e.session_id)")
     return rows, interactions
 
 
@@ -182,11 +185,11 @@ def test_a_missing_state_row_means_nothing_is_rolled_up(db):
     session = uuid.uuid4()
     db.execute("INSERT INTO feed.experiments (name, variants, status) VALUES ('exp', '{\"a\": {\"weight\": 1}}',"
                " 'running')")
-    db.execute("INSERT INTO feed.feed_sessions (session_id, user_id, mode, profile, seed, expires_at, experiments)"
-               " VALUES (%s, 1, 'personalized', 'default', 1, now() - interval '3 days', '{\"exp\": \"a\"}')",
-               [session])
-    db.execute("INSERT INTO feed.feed_session_items (session_id, page_no, rank, post_id, author_id, score, source,"
-               " is_repeat, reasons, served_at) VALUES (%s, 1, 1, 1, 101, 1, 'trending', false, '{}',"
+    db.execute("INSERT INTO feed.feed_sessions (viewer_key, session_id, user_id, mode, profile, seed, expires_at,"
+               " experiments) VALUES (1, %s, 1, 'personalized', 'default', 1, now() - interval '3 days',"
+               " '{\"exp\": \"a\"}')", [session])
+    db.execute("INSERT INTO feed.feed_session_items (viewer_key, session_id, page_no, rank, post_id, author_id, score,"
+               " source, is_repeat, reasons, served_at) VALUES (1, %s, 1, 1, 1, 101, 1, 'trending', false, '{}',"
                " now() - interval '3 days 1 hour')", [session])
     db.execute("INSERT INTO feed.interactions (user_id, post_id, action, created_at)"
                " VALUES (1, 1, 'like', now() - interval '3 days')")
@@ -207,11 +210,11 @@ def test_engagement_after_the_fold_counts_once(db):
     db.execute("INSERT INTO feed.experiments (name, variants, status) VALUES ('exp', '{\"a\": {\"weight\": 1}}',"
                " 'running')")
     session = uuid.uuid4()
-    db.execute("INSERT INTO feed.feed_sessions (session_id, user_id, mode, profile, seed, expires_at, experiments)"
-               " VALUES (%s, 1, 'personalized', 'default', 1, now() - interval '2 hours', '{\"exp\": \"a\"}')",
-               [session])
-    db.execute("INSERT INTO feed.feed_session_items (session_id, page_no, rank, post_id, author_id, score, source,"
-               " is_repeat, reasons, served_at) VALUES (%s, 1, 1, 1, 101, 1, 'trending', false, '{}',"
+    db.execute("INSERT INTO feed.feed_sessions (viewer_key, session_id, user_id, mode, profile, seed, expires_at,"
+               " experiments) VALUES (1, %s, 1, 'personalized', 'default', 1, now() - interval '2 hours',"
+               " '{\"exp\": \"a\"}')", [session])
+    db.execute("INSERT INTO feed.feed_session_items (viewer_key, session_id, page_no, rank, post_id, author_id, score,"
+               " source, is_repeat, reasons, served_at) VALUES (1, %s, 1, 1, 1, 101, 1, 'trending', false, '{}',"
                " now() - interval '3 hours')", [session])
 
     def engagements():

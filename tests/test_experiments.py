@@ -211,13 +211,14 @@ def hand_made_log(db) -> dict[str, uuid.UUID]:
     ids = {}
     for name, (user, experiments, items) in sessions.items():
         ids[name] = uuid.uuid4()
-        db.execute("INSERT INTO feed.feed_sessions (session_id, user_id, mode, profile, seed, expires_at, experiments)"
-                   " VALUES (%s, %s, 'personalized', 'default', 1, now() + interval '10 minutes', %s)",
-                   [ids[name], user, json.dumps(experiments)])
+        db.execute("INSERT INTO feed.feed_sessions (viewer_key, session_id, user_id, mode, profile, seed, expires_at,"
+                   " experiments) VALUES (coalesce(%s, 1), %s, %s, 'personalized', 'default', 1,"
+                   " now() + interval '10 minutes', %s)", [user, ids[name], user, json.dumps(experiments)])
         for rank, (page, post, source, repeat, served_at) in enumerate(items, 1):
-            db.execute("INSERT INTO feed.feed_session_items (session_id, page_no, rank, post_id, author_id, score,"
-                       " source, is_repeat, reasons, served_at) VALUES (%s, %s, %s, %s, %s, 1, %s, %s, '{}', %s)",
-                       [ids[name], page, rank, post, AUTHOR[post], source, repeat, served_at])
+            db.execute("INSERT INTO feed.feed_session_items (viewer_key, session_id, page_no, rank, post_id,"
+                       " author_id, score, source, is_repeat, reasons, served_at)"
+                       " VALUES (coalesce(%s, 1), %s, %s, %s, %s, %s, 1, %s, %s, '{}', %s)",
+                       [user, ids[name], page, rank, post, AUTHOR[post], source, repeat, served_at])
     m = timedelta(minutes=1)
     for user, post, action, at in [
         (1, 1, "like", D0 + 12 * h),               # engaged

@@ -151,9 +151,9 @@ def test_run_maintenance_does_every_chore(db):
                " (7, 1, now() - interval '31 days'), (7, 2, now() - interval '2 days')")
     db.execute("INSERT INTO feed.seen_posts VALUES (7, 1, now() - interval '40 days', now() - interval '31 days', 1),"
                " (7, 2, now() - interval '2 days', now() - interval '2 days', 1)")
-    db.execute("INSERT INTO feed.feed_sessions (session_id, mode, profile, seed, expires_at) VALUES"
-               " (gen_random_uuid(), 'trending', 'default', 1, now() - interval '2 days'),"
-               " (gen_random_uuid(), 'trending', 'default', 2, now() + interval '1 minute')")
+    db.execute("INSERT INTO feed.feed_sessions (viewer_key, session_id, mode, profile, seed, expires_at) VALUES"
+               " (1, gen_random_uuid(), 'trending', 'default', 1, now() - interval '2 days'),"
+               " (2, gen_random_uuid(), 'trending', 'default', 2, now() + interval '1 minute')")
     db.execute("INSERT INTO feed.recommendations (user_id, post_id, score, algorithm, expires_at) VALUES"
                " (7, 1, 1, 'itemknn', now() - interval '1 minute'), (7, 2, 1, 'itemknn', now() + interval '1 hour')")
     db.execute("UPDATE feed.posts SET trending_score = 0 WHERE post_id = 1")  # stale: the heartbeat rewrites it

@@ -32,6 +32,7 @@ FROZEN_REVISIONS = {
     "0010_tag_taste.sql": "c6243043517d60a85d592ca73b59d73666efd16d476d2065c60260f23a963ec8",
     "0011_analytics_tail.sql": "2843518a52761755a2da6f7528b058badc53e463abccbdd03af06c7f127b2a22",
     "0012_interactions_key_by_viewer.sql": "140057d0c117b510a87263fde94c4514b3f6ca0c18a4e43bd8181d1220f7d1c3",
+    "0013_sessions_key_by_viewer.sql": "2787099b05b1c08a550b2dcfdcbc39292f2b59329e3049745f75a269c063703c",
 }
 
 

@@ -140,6 +140,8 @@ DECLARE
     v_creators integer;
     v_sessions integer;
     v_deletable_before timestamptz;
+    v_keys bigint[];
+    v_gone uuid[];
     v_recommendations integer;
 BEGIN
     v_rescored := feed.refresh_trending_scores(feed._setting_interval('trending_window'));
@@ -157,11 +159,20 @@ BEGIN
     -- read before the delete: on Citus a function that reads tables cannot
     -- run inside a statement sent to the shards
     v_deletable_before := least(feed._analytics_deletable_before(), v_now);
+    -- by key (the viewer first), as the prunes below; their pages go by the
+    -- foreign key, and the analytics ledger's rows of them here (a
+    -- coordinator table may not reference a distributed one on Citus). A
+    -- session this old can no longer be continued, so the age checked again
+    -- on the row deleted never differs from the batch's.
+    SELECT array_agg(o.viewer_key), array_agg(o.session_id) INTO v_keys, v_gone
+    FROM (SELECT o.viewer_key, o.session_id FROM feed.feed_sessions o
+          WHERE o.expires_at < v_deletable_before
+          ORDER BY o.expires_at LIMIT v_limit) o;
     DELETE FROM feed.feed_sessions s
-    WHERE s.session_id = ANY (ARRAY(SELECT o.session_id FROM feed.feed_sessions o
-                                    WHERE o.expires_at < v_deletable_before
-                                    ORDER BY o.expires_at LIMIT v_limit));
+    USING unnest(v_keys, v_gone) AS k(viewer_key, session_id)
+    WHERE s.viewer_key = k.viewer_key AND s.session_id = k.session_id AND s.expires_at < v_deletable_before;
     GET DIAGNOSTICS v_sessions = ROW_COUNT;
+    DELETE FROM feed.analytics_engaged_rows e WHERE e.session_id = ANY (v_gone);
 
     -- Each batch is found, then deleted by its key (the viewer first): Citus
     -- plans no ctid in a modification of a distributed table. The keys travel

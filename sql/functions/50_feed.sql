@@ -393,7 +393,7 @@ BEGIN
                      AND (v_only_post_types IS NULL OR p.post_type = ANY (v_only_post_types))
                      AND p.post_id <> ALL (v_excluded)
                      AND NOT EXISTS (SELECT 1 FROM feed.feed_session_items si
-                                     WHERE si.session_id = p_session_id AND si.post_id = p.post_id)
+                                     WHERE si.viewer_key = v_key AND si.session_id = p_session_id AND si.post_id = p.post_id)
                      AND NOT EXISTS (SELECT 1 FROM feed.hidden_posts h WHERE h.user_id = v_key AND h.user_id IS NOT DISTINCT FROM p_user_id AND h.post_id = p.post_id)
                      AND NOT EXISTS (SELECT 1 FROM feed.seen_posts s WHERE s.user_id = v_key AND s.user_id IS NOT DISTINCT FROM p_user_id AND s.post_id = p.post_id
                                                                      AND s.last_seen_at > v_cooldown_start)
@@ -412,7 +412,7 @@ BEGIN
                      AND (v_only_post_types IS NULL OR p.post_type = ANY (v_only_post_types))
                      AND p.post_id <> ALL (v_excluded)
                      AND NOT EXISTS (SELECT 1 FROM feed.feed_session_items si
-                                     WHERE si.session_id = p_session_id AND si.post_id = p.post_id)
+                                     WHERE si.viewer_key = v_key AND si.session_id = p_session_id AND si.post_id = p.post_id)
                      AND NOT EXISTS (SELECT 1 FROM feed.hidden_posts h WHERE h.user_id = v_key AND h.user_id IS NOT DISTINCT FROM p_user_id AND h.post_id = p.post_id)
                      AND NOT EXISTS (SELECT 1 FROM feed.seen_posts s WHERE s.user_id = v_key AND s.user_id IS NOT DISTINCT FROM p_user_id AND s.post_id = p.post_id
                                                                      AND s.last_seen_at > v_cooldown_start)
@@ -467,7 +467,7 @@ BEGIN
            OR p.collective_id = ANY (v_collectives)
            OR EXISTS (SELECT 1 FROM feed.follows f WHERE f.follower_id = v_key AND f.followee_id = p.author_id))
       AND NOT EXISTS (SELECT 1 FROM feed.feed_session_items si
-                      WHERE si.session_id = p_session_id AND si.post_id = c.post_id)
+                      WHERE si.viewer_key = v_key AND si.session_id = p_session_id AND si.post_id = c.post_id)
       AND NOT EXISTS (SELECT 1 FROM feed.hidden_posts h WHERE h.user_id = v_key AND h.user_id IS NOT DISTINCT FROM p_user_id AND h.post_id = c.post_id)
       AND (s.post_id IS NOT NULL) = p_repeats
     -- at the bottom of the ladder the bounded sources' finds come first, then the scan's
@@ -935,15 +935,25 @@ BEGIN
         v_session_id := gen_random_uuid();
         v_session_lifetime := feed._setting_interval('session_lifetime');
         v_expires_at := v_now + v_session_lifetime;
-        INSERT INTO feed.feed_sessions (session_id, user_id, mode, profile, context, seed, expires_at, experiments)
-        VALUES (v_session_id, p_user_id, v_context ->> 'mode', v_context ->> 'profile', v_context,
+        INSERT INTO feed.feed_sessions (viewer_key, session_id, user_id, mode, profile, context, seed, expires_at,
+                                        experiments)
+        VALUES (coalesce(p_user_id, hashtextextended(v_session_id::text, 0)), v_session_id, p_user_id,
+                v_context ->> 'mode', v_context ->> 'profile', v_context,
                 hashtextextended(v_session_id::text, 0), v_expires_at,
                 coalesce(v_experiments -> 'experiments', '{}'))
         RETURNING * INTO v_session;
         v_page_no := 1;
     ELSE
         v_cursor := feed._cursor_decode(p_page_after);
-        SELECT * INTO v_session FROM feed.feed_sessions s WHERE s.session_id = v_cursor.session_id FOR UPDATE;
+        -- found by its key: the viewer, or for an anonymous session its seed
+        -- (which the cursor's session id gives)
+        SELECT * INTO v_session FROM feed.feed_sessions s
+        WHERE s.viewer_key = coalesce(p_user_id, hashtextextended(v_cursor.session_id::text, 0))
+          AND s.session_id = v_cursor.session_id
+        FOR UPDATE;
+        IF NOT FOUND AND EXISTS (SELECT 1 FROM feed.feed_sessions s WHERE s.session_id = v_cursor.session_id) THEN
+            PERFORM feed._bad_argument('p_page_after', 'the cursor belongs to another viewer');
+        END IF;
         IF NOT FOUND OR v_session.expires_at < v_now THEN
             PERFORM feed._bad_argument('p_page_after', 'the session has expired; start a new one with NULL');
         END IF;
@@ -974,7 +984,7 @@ BEGIN
         END IF;
         UPDATE feed.feed_sessions s SET expires_at = v_now + v_session_lifetime,
                                         context = v_context
-        WHERE s.session_id = v_session.session_id;
+        WHERE s.viewer_key = v_session.viewer_key AND s.session_id = v_session.session_id;
         IF v_page_no <= v_session.pages_served THEN
             -- a retried cursor: the page as it was served, in the same order,
             -- minus the posts that may no longer be shown (deleted, removed,
@@ -987,7 +997,7 @@ BEGIN
                    i.is_repeat, i.reasons || feed._experiment_reasons(v_session.experiments), v_next_cursor
             FROM feed.feed_session_items i
             JOIN feed.posts p ON p.post_id = i.post_id
-            WHERE i.session_id = v_session.session_id AND i.page_no = v_page_no
+            WHERE i.viewer_key = v_session.viewer_key AND i.session_id = v_session.session_id AND i.page_no = v_page_no
               AND feed._post_visible_to(p.visibility, p.is_deleted, p.media_ready, p.duration_ms, p.author_id,
                                         p_user_id, v_max_duration)
               AND (p_user_id IS NULL OR coalesce((v_context ->> 'include_own_posts')::boolean, false)
@@ -1077,7 +1087,7 @@ BEGIN
             INTO v_tag_reasons
             FROM feed.posts p WHERE p.post_id = ANY (v_ids) AND cardinality(p.tags) > 0;
         END IF;
-        INSERT INTO feed.feed_session_items (session_id, page_no, rank, post_id, author_id, score, source,
+        INSERT INTO feed.feed_session_items (viewer_key, session_id, page_no, rank, post_id, author_id, score, source,
                                              is_repeat, reasons)
         WITH scored AS (
             SELECT s.*, cat.category, cat.created_at,
@@ -1123,7 +1133,7 @@ BEGIN
         ), ranked AS (
             SELECT p.*, row_number() OVER (ORDER BY p.score * p.diversity DESC, p.post_id) AS q FROM picked p
         )
-        SELECT v_session.session_id, v_page_no, CASE WHEN p.q <= v_top THEN p.q ELSE p.q + v_repeats END,
+        SELECT v_session.viewer_key, v_session.session_id, v_page_no, CASE WHEN p.q <= v_top THEN p.q ELSE p.q + v_repeats END,
                p.post_id, p.author_id, p.score * p.diversity, p.shown_source, false,
                feed._reasons(v_profile.name, v_profile.weights, v_session.mode, p.shown_source, p.components, p.score,
                              jsonb_build_object('author_diversity', p.diversity))
@@ -1131,9 +1141,9 @@ BEGIN
                        THEN coalesce(v_tag_reasons -> p.post_id::text, '{}') ELSE '{}' END
         FROM ranked p;
     ELSE
-        INSERT INTO feed.feed_session_items (session_id, page_no, rank, post_id, author_id, score, source,
+        INSERT INTO feed.feed_session_items (viewer_key, session_id, page_no, rank, post_id, author_id, score, source,
                                              is_repeat, reasons)
-        SELECT v_session.session_id, v_page_no, CASE WHEN u.q <= v_top THEN u.q ELSE u.q + v_repeats END,
+        SELECT v_session.viewer_key, v_session.session_id, v_page_no, CASE WHEN u.q <= v_top THEN u.q ELSE u.q + v_repeats END,
                u.post_id, p.author_id,
                -- a searched CASE: Citus deparses "CASE <parameter> WHEN ..." wrongly for a shard
                CASE WHEN v_session.mode = 'trending' THEN p.trending_score
@@ -1150,29 +1160,29 @@ BEGIN
     -- the repeats: least recently seen first, within the caps while possible,
     -- the rows already on the page counted
     IF v_repeats > 0 THEN
-        INSERT INTO feed.feed_session_items (session_id, page_no, rank, post_id, author_id, score, source,
+        INSERT INTO feed.feed_session_items (viewer_key, session_id, page_no, rank, post_id, author_id, score, source,
                                              is_repeat, reasons)
-        SELECT v_session.session_id, v_page_no, v_top + row_number() OVER (ORDER BY x.i),
+        SELECT v_session.viewer_key, v_session.session_id, v_page_no, v_top + row_number() OVER (ORDER BY x.i),
                v_rep_ids[x.i], v_rep_authors[x.i], 0, 'repeat', true,
                jsonb_build_object('mode', v_session.mode, 'profile', v_session.profile, 'source', 'repeat',
                                   'last_seen_at', v_rep_seen[x.i])
         FROM unnest(feed._pick(v_rep_authors, v_rep_categories,
                                (SELECT array_agg(i.author_id) FROM feed.feed_session_items i
-                                WHERE i.session_id = v_session.session_id AND i.page_no = v_page_no),
+                                WHERE i.viewer_key = v_session.viewer_key AND i.session_id = v_session.session_id AND i.page_no = v_page_no),
                                (SELECT array_agg(p.category) FROM feed.feed_session_items i
                                 JOIN feed.posts p ON p.post_id = i.post_id
-                                WHERE i.session_id = v_session.session_id AND i.page_no = v_page_no),
+                                WHERE i.viewer_key = v_session.viewer_key AND i.session_id = v_session.session_id AND i.page_no = v_page_no),
                                v_repeats, v_cap, v_category_cap)) AS x(i);
     END IF;
 
-    UPDATE feed.feed_sessions s SET pages_served = v_page_no WHERE s.session_id = v_session.session_id;
+    UPDATE feed.feed_sessions s SET pages_served = v_page_no WHERE s.viewer_key = v_session.viewer_key AND s.session_id = v_session.session_id;
 
     v_next_cursor := feed._cursor_encode(v_session.session_id, v_page_no + 1);
     RETURN QUERY
     SELECT i.rank, i.post_id, i.author_id, i.score, i.source, i.is_repeat,
            i.reasons || v_experiment_reasons, v_next_cursor
     FROM feed.feed_session_items i
-    WHERE i.session_id = v_session.session_id AND i.page_no = v_page_no
+    WHERE i.viewer_key = v_session.viewer_key AND i.session_id = v_session.session_id AND i.page_no = v_page_no
     ORDER BY i.rank;
 END
 $func$;

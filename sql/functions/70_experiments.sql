@@ -375,7 +375,7 @@ AS $func$
         CROSS JOIN LATERAL (
             SELECT i.page_no, i.post_id, i.author_id, i.source, i.is_repeat, i.served_at
             FROM feed.feed_session_items i
-            WHERE i.session_id = s.session_id AND i.served_at >= p_from
+            WHERE i.viewer_key = s.viewer_key AND i.session_id = s.session_id AND i.served_at >= p_from
             OFFSET 0) i
         WHERE s.expires_at >= feed._rollup_watermark() AND s.expires_at < p_expires_before
           AND (p_experiment IS NULL OR s.experiments ? p_experiment)
@@ -427,7 +427,7 @@ AS $func$
         SELECT feed._setting_interval('attribution_window') AS window_,
                coalesce(p_since, feed._engaged_through()) AS since
     ), open_ AS MATERIALIZED (
-        SELECT s.session_id, s.user_id, s.experiments
+        SELECT s.viewer_key, s.session_id, s.user_id, s.experiments
         FROM feed.feed_sessions s, w
         WHERE s.expires_at < feed._rollup_watermark() AND s.expires_at >= w.since - w.window_
           AND s.user_id IS NOT NULL
@@ -448,7 +448,8 @@ AS $func$
     JOIN open_ o ON o.user_id = x.user_id
     CROSS JOIN LATERAL (
         SELECT i.post_id, i.source, i.served_at FROM feed.feed_session_items i
-        WHERE i.session_id = o.session_id AND i.post_id = x.post_id AND i.served_at >= p_from
+        WHERE i.viewer_key = o.viewer_key AND i.session_id = o.session_id AND i.post_id = x.post_id
+          AND i.served_at >= p_from
           AND x.created_at >= i.served_at AND x.created_at <= i.served_at + w.window_
         OFFSET 0) i
     WHERE NOT EXISTS (SELECT 1 FROM feed.analytics_engaged_rows e

@@ -26,17 +26,17 @@ SELECT (md5('history-session-' || g)::uuid) AS session_id,
        1 + (hashint8(-g) & 2147483647) % 3 AS pages
 FROM generate_series(1, :days * :per_day) g;
 
-INSERT INTO feed.feed_sessions (session_id, user_id, mode, profile, context, seed, pages_served, created_at,
-                                expires_at, experiments)
-SELECT h.session_id, h.user_id, 'personalized',
+INSERT INTO feed.feed_sessions (viewer_key, session_id, user_id, mode, profile, context, seed, pages_served,
+                                created_at, expires_at, experiments)
+SELECT h.user_id, h.session_id, h.user_id, 'personalized',
        CASE feed.assign_variant(h.user_id, 'history') WHEN 'hybrid' THEN 'hybrid' ELSE 'default' END,
        '{}', hashtextextended(h.session_id::text, 0), h.pages, h.created_at, h.created_at + interval '30 minutes',
        jsonb_build_object('history', feed.assign_variant(h.user_id, 'history'))
 FROM history_sessions h;
 
-INSERT INTO feed.feed_session_items (session_id, page_no, rank, post_id, author_id, score, source, is_repeat,
-                                     reasons, served_at)
-SELECT h.session_id, pg.page_no, r.rank, p.post_id, p.author_id, 1.0 / r.rank,
+INSERT INTO feed.feed_session_items (viewer_key, session_id, page_no, rank, post_id, author_id, score, source,
+                                     is_repeat, reasons, served_at)
+SELECT h.user_id, h.session_id, pg.page_no, r.rank, p.post_id, p.author_id, 1.0 / r.rank,
        s.source, s.source = 'repeat', jsonb_build_object('source', s.source),
        h.created_at + (pg.page_no - 1) * interval '1 minute'
 FROM history_sessions h
@@ -55,7 +55,7 @@ SELECT s.user_id, i.post_id, 'like',
        i.served_at + CASE WHEN d.u < CASE WHEN s.experiments ->> 'history' = 'hybrid' THEN 0.07 ELSE 0.06 END
                           THEN d.u * 285 * interval '1 hour' ELSE interval '30 hours' END
 FROM feed.feed_sessions s
-JOIN feed.feed_session_items i ON i.session_id = s.session_id
+JOIN feed.feed_session_items i ON i.viewer_key = s.viewer_key AND i.session_id = s.session_id
 CROSS JOIN LATERAL (SELECT ((hashtextextended(i.session_id::text || ':like:' || i.post_id, 0) & 1048575)
                             / 1048576.0) AS u) d
 WHERE s.experiments ? 'history'

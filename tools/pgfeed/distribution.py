@@ -38,15 +38,11 @@ DISTRIBUTED_BY_VIEWER: dict[str, str] = {
     "user_category_affinity": "user_id", "user_tag_affinity": "user_id", "user_signals": "user_id",
     "user_taste": "user_id", "recommendations": "user_id", "user_preferences": "user_id",
     "user_post_state": "user_id", "follows": "follower_id", "collective_members": "user_id",
-    "interactions": "user_id", "feed_sessions": "user_id",
-    "feed_session_items": "user_id",
+    "interactions": "user_id", "feed_sessions": "viewer_key", "feed_session_items": "viewer_key",
 }
 # Per-viewer tables whose schema cannot be distributed yet, and why: the
 # distribution column must be NOT NULL and part of every unique key.
-NOT_YET_DISTRIBUTABLE: dict[str, str] = {
-    "feed_sessions": "an anonymous session's user_id is NULL, and the key is session_id alone",
-    "feed_session_items": "no user_id column; keyed by session_id",
-}
+NOT_YET_DISTRIBUTABLE: dict[str, str] = {}
 # post_embeddings before posts: the posts triggers write it on every node.
 # blocks: a block hides content both ways, so a viewer's feed reads who blocked
 # them as well as whom they blocked; a copy on every node answers both without
