@@ -235,10 +235,15 @@ BEGIN
               SELECT l.post_id, l.state, l.active FROM feed._latest_states(NULL, v_posts) l WHERE NOT v_all) t
         GROUP BY t.post_id
     ), watched AS (
-        SELECT i.post_id, sum(i.watch_ratio ORDER BY i.created_at, i.interaction_id) AS watch_ratio_sum
-        FROM feed.interactions i
-        WHERE i.action = 'view' AND i.watch_ratio IS NOT NULL AND (v_all OR i.post_id = ANY (v_posts))
-        GROUP BY i.post_id
+        -- the fence (OFFSET 0) costs nothing on one server; on Citus it makes
+        -- the views an intermediate result summed on the coordinator, since
+        -- an ordered aggregate over shards grouped by post fails to plan
+        SELECT w.post_id, sum(w.watch_ratio ORDER BY w.created_at, w.interaction_id) AS watch_ratio_sum
+        FROM (SELECT i.post_id, i.watch_ratio, i.created_at, i.interaction_id
+              FROM feed.interactions i
+              WHERE i.action = 'view' AND i.watch_ratio IS NOT NULL AND (v_all OR i.post_id = ANY (v_posts))
+              OFFSET 0) w
+        GROUP BY w.post_id
     ), fresh AS (
         SELECT p.post_id,
                coalesce(l.like_count, 0) AS like_count, coalesce(c.comment_count, 0) AS comment_count,
