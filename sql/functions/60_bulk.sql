@@ -162,11 +162,19 @@ $func$;
 -- posts and exposures; the per-author, per-type and per-category state needs
 -- the post and skips them. Runs under a SHARE lock on the logs, so writes
 -- wait for it instead of racing it.
+-- On a Citus cluster each statement joins shards and the reference posts
+-- that earlier statements of the same transaction wrote; in Citus' parallel
+-- mode those writes may have gone over several connections to one worker,
+-- and the join then fails ("placements that were modified over multiple
+-- connections") depending on how connections were opened. Sequential mode
+-- (one connection per worker) cannot meet that; on one server the setting is
+-- an unused placeholder.
 CREATE OR REPLACE FUNCTION feed._rebuild_derived(p_user_ids bigint[], p_post_ids bigint[])
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET work_mem = '256MB'
+SET citus.multi_shard_modify_mode = 'sequential'
 AS $func$
 DECLARE
     v_all boolean := p_user_ids IS NULL AND p_post_ids IS NULL;
@@ -542,12 +550,16 @@ $func$;
 -- the logs (contract §3.3: after a restore, a repair, or an upgrade that
 -- changed what a counter means) and report what changed, as counts: posts
 -- whose counters changed, and per derived table the rows added, removed or
--- changed (by key). Takes the rebuild's locks: run it off-peak.
+-- changed (by key). Takes the rebuild's locks: run it off-peak. Sequential
+-- on Citus from the start, as _rebuild_derived: the copies taken before the
+-- rebuild would otherwise read the shards over several connections, and the
+-- rebuild's writes then fail as described there.
 CREATE OR REPLACE FUNCTION feed.rebuild_counters()
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET citus.multi_shard_modify_mode = 'sequential'
 AS $func$
 DECLARE
     -- each derived table and its key
@@ -874,10 +886,13 @@ $func$;
 -- state from the log: all of it, or only the viewers and posts of the file
 -- when it is small next to the log and 40_vectors.sql can rebuild taste
 -- vectors per viewer. Returns counts; follows already present are skipped.
+-- Sequential on Citus, as _rebuild_derived: the log insert would otherwise
+-- write the shards over several connections and the rebuild after it fail.
 CREATE OR REPLACE FUNCTION feed._import_apply(p_kind text)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET citus.multi_shard_modify_mode = 'sequential'
 AS $func$
 DECLARE
     v_rows bigint;
