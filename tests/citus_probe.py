@@ -1,16 +1,13 @@
-"""Probe: what breaks when pgfeed's tables are distributed as docs/distributed.md plans.
+"""Probe: every engine operation once on pgfeed distributed over a real Citus cluster.
 
-Not a test: a developer's tool for the Citus work still to do. It starts a
-coordinator and two workers (tests/citus_cluster.py), installs pgfeed through
-the coordinator, seeds a small world, then distributes the tables the way the
-design says (each step recorded: what Citus accepted, what it refused and why),
-propagates every pgfeed function to the workers, registers the per-viewer
-functions for delegation, and calls every engine operation once, printing a
-Markdown table of what works and the first line of each error.
+Not a test (tests/test_citus.py is): a developer's tool for the Citus work. It
+starts a coordinator and two workers (tests/citus_cluster.py), installs pgfeed
+through the coordinator without distributing, seeds a small world, runs
+`migrate` again (which distributes it, docs/distributed.md), then calls every
+engine operation once and prints a Markdown table of what works and the first
+line of each error.
 
     .venv/bin/python -m tests.citus_probe    # PROBE_DEBUG=1: full error contexts on stderr
-
-docs/distributed.md quotes its output; run it again as the blockers are removed.
 """
 
 from __future__ import annotations
@@ -21,21 +18,11 @@ import sys
 import psycopg
 from click.testing import CliRunner
 
-from pgfeed import distribution, install
+from pgfeed import install
 from pgfeed.cli import cli
 
 from . import citus_cluster
 
-PER_VIEWER = list(distribution.DISTRIBUTED_BY_VIEWER.items())
-REFERENCE = list(distribution.REFERENCE)
-DELEGATED = [
-    "feed.get_personalized_feed(bigint,integer,text,jsonb)",
-    "feed.explain_score(bigint,bigint,jsonb)",
-    "feed.record_interaction(bigint,bigint,text,numeric,integer)",
-    "feed.record_impression(bigint,bigint,text,double precision,text,timestamp with time zone)",
-    "feed.record_impressions(bigint,bigint[],text,timestamp with time zone)",
-    "feed.record_watch_progress(bigint,bigint,integer,integer,boolean,boolean,boolean)",
-]
 CALLS = [
     ("insert a post (host write)", "INSERT INTO feed.posts (post_id, author_id, category, post_type)"
                                    " VALUES (100001, 7, 'art', 'image')"),
@@ -93,51 +80,14 @@ def _step(conn: psycopg.Connection, sql: str, params=None) -> str | None:
 
 
 def distribute(dsn: str, out=sys.stdout) -> None:
-    """Install pgfeed into ``dsn`` on a cluster, seed it, and distribute it as planned."""
-    install.migrate(dsn)
+    """Install pgfeed into ``dsn`` on a cluster, seed it, then let `migrate` distribute it."""
+    install.migrate(dsn, distribute=False)
     result = CliRunner().invoke(cli, ["seed", "--users", "40", "--posts", "200", "--interactions", "1500",
                                       "--dsn", dsn])
     assert result.exit_code == 0, result.output
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        database = conn.info.dbname
-        conn.execute(f'ALTER DATABASE "{database}" SET citus.enable_unsafe_triggers = on')
-        conn.execute("SET citus.enable_unsafe_triggers = on")
-        out.write("| step | result |\n|---|---|\n")
-        colocate = "none"
-        for table, column in PER_VIEWER:
-            error = _step(conn, "SELECT create_distributed_table(%s, %s, colocate_with := %s)",
-                          [f"feed.{table}", column, colocate])
-            if error is None and colocate == "none":
-                colocate = f"feed.{table}"
-            if error is not None:
-                fallback = _step(conn, "SELECT create_reference_table(%s)", [f"feed.{table}"])
-                error += "; made a reference table instead" + (f" (also refused: {fallback})" if fallback else "")
-            out.write(f"| distribute feed.{table} by {column} | {error or 'ok'} |\n")
-        for table in REFERENCE:
-            error = _step(conn, "SELECT create_reference_table(%s)", [f"feed.{table}"])
-            out.write(f"| reference table feed.{table} | {error or 'ok'} |\n")
-        functions = [r[0] for r in conn.execute(
-            "SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'feed'::regnamespace"
-            " AND p.prokind = 'f' ORDER BY 1").fetchall()]
-        refused = {}
-        for signature in functions:
-            error = _step(conn, "SELECT create_distributed_function(%s)", [signature])
-            if error:
-                refused[signature] = error
-        out.write(f"| propagate the {len(functions)} functions to the workers | "
-                  f"{'ok' if not refused else '; '.join(f'{k}: {v}' for k, v in refused.items())} |\n")
-        for signature in DELEGATED:
-            error = _step(conn, "SELECT create_distributed_function(%s, 'p_user_id', colocate_with := %s)",
-                          [signature, colocate])
-            out.write(f"| delegate {signature.split('(')[0]} by p_user_id | {error or 'ok'} |\n")
-        # Citus plans a statement with parameters only as a plain single-shard lookup: on a
-        # cluster the functions that pin generic plans get custom plans instead
-        generic = [r[0] for r in conn.execute(
-            "SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'feed'::regnamespace"
-            " AND 'plan_cache_mode=force_generic_plan' = ANY (p.proconfig) ORDER BY 1").fetchall()]
-        for signature in generic:
-            error = _step(conn, f"ALTER FUNCTION {signature} SET plan_cache_mode = force_custom_plan")
-            out.write(f"| custom plans for {signature.split('(')[0]} | {error or 'ok'} |\n")
+    report = install.migrate(dsn)
+    out.write(f"| step | result |\n|---|---|\n| migrate: {len(report.distributed)} distribution steps"
+              f" | {report.citus} |\n")
 
 
 def calls(dsn: str, out=sys.stdout) -> None:

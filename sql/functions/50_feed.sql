@@ -1006,12 +1006,15 @@ BEGIN
               AND p.author_id <> ALL (feed._bigints(v_viewer -> 'muted_authors'))
               AND (p.collective_id IS NULL OR p.collective_id <> ALL (feed._bigints(v_viewer -> 'muted_collectives')))
               AND p.category <> ALL (feed._texts(v_viewer -> 'muted_categories'))
-              AND NOT EXISTS (SELECT 1 FROM feed.hidden_posts h WHERE h.user_id = p_user_id AND h.post_id = p.post_id)
+              -- the per-viewer reads by the session's key (as in _feed_candidates)
+              AND NOT EXISTS (SELECT 1 FROM feed.hidden_posts h
+                              WHERE h.user_id = v_session.viewer_key AND h.user_id IS NOT DISTINCT FROM p_user_id
+                                AND h.post_id = p.post_id)
               AND p.post_id <> ALL (feed._bigints(CASE WHEN jsonb_typeof(v_context -> 'exclude_post_ids') = 'array'
                                                        THEN v_context -> 'exclude_post_ids' END))
               AND (NOT coalesce((v_context ->> 'in_network_only')::boolean, false) OR p_user_id IS NULL
                    OR p.collective_id = ANY (feed._bigints(v_viewer -> 'collectives'))
-                   OR EXISTS (SELECT 1 FROM feed.follows f WHERE f.follower_id = p_user_id
+                   OR EXISTS (SELECT 1 FROM feed.follows f WHERE f.follower_id = v_session.viewer_key
                                                            AND f.followee_id = p.author_id))
             ORDER BY i.rank;
             RETURN;

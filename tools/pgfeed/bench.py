@@ -169,12 +169,15 @@ def ensure_world(dsn: str, options: Options, progress) -> dict:
     """Seed the scale's world unless this database already holds it. Returns build timings."""
     from .seed import seed_world
 
-    install.migrate(dsn)
+    # on a Citus coordinator with workers the world is seeded first, then
+    # distributed by the second migrate (the seed's statements need local tables)
+    install.migrate(dsn, distribute=False)
     key = world_key(options.scale, options.seed, options.embeddings)
     with psycopg.connect(dsn, autocommit=True) as conn:
         current = conn.execute("SELECT value FROM feed.install_state WHERE key = 'bench_world'").fetchone()
     if current and current[0] == key and not options.rebuild:
         progress("reusing the seeded world", 1, 1)
+        install.migrate(dsn)
         return {"reused": True}
     spec = SCALES[options.scale]
     started = time.perf_counter()
@@ -182,6 +185,7 @@ def ensure_world(dsn: str, options: Options, progress) -> dict:
                impressions=spec["impressions"], days=spec["days"], seed=options.seed, replace=True,
                embeddings=options.embeddings, progress=progress)
     seeded = time.perf_counter() - started
+    install.migrate(dsn)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
         conn.execute("INSERT INTO feed.install_state (key, value) VALUES ('bench_world', %s)"

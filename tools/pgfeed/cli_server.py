@@ -26,8 +26,10 @@ from .cli_common import (
 @click.option("--embedding-dim", type=click.IntRange(1, install.MAX_EMBEDDING_DIM), default=None,
               help="Dimension of feed.posts.embedding, chosen at install (default 384).")
 @click.option("--force-functions", is_flag=True, help="Re-apply sql/functions even if unchanged.")
+@click.option("--no-distribute", is_flag=True,
+              help="On a Citus coordinator with workers, install without distributing (a later migrate does).")
 @json_option
-def migrate(dsn, data_dir, print_sql, embedding_dim, force_functions, as_json):
+def migrate(dsn, data_dir, print_sql, embedding_dim, force_functions, no_distribute, as_json):
     """Bring the database to head: schema revisions, then the SQL functions.
 
     Safe to run again (a no-op at head) and from two places at once (an
@@ -42,7 +44,8 @@ def migrate(dsn, data_dir, print_sql, embedding_dim, force_functions, as_json):
     if print_sql:
         click.echo(install.migration_sql(ctx.dsn, embedding_dim), nl=False)
         return
-    report = install.migrate(ctx.dsn, embedding_dim=embedding_dim, force_functions=force_functions)
+    report = install.migrate(ctx.dsn, embedding_dim=embedding_dim, force_functions=force_functions,
+                             distribute=not no_distribute)
     if as_json:
         echo_json(report.__dict__ | {"changed": report.changed})
         return
@@ -62,6 +65,9 @@ def migrate(dsn, data_dir, print_sql, embedding_dim, force_functions, as_json):
         click.echo(f"not repaired: {line}")
     if report.repair_skipped:
         click.echo(f"repairs skipped: {report.repair_skipped}")
+    if report.distributed:
+        click.echo(f"distributed on the Citus cluster: {len(report.distributed)} steps"
+                   f" ({', '.join(report.distributed[:3])}{', ...' if len(report.distributed) > 3 else ''})")
     if report.citus:
         click.echo(f"citus: {report.citus}")
     _print_status(ctx.dsn)

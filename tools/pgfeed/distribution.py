@@ -1,13 +1,16 @@
-"""What pgfeed finds on a Citus coordinator (docs/distributed.md).
+"""pgfeed on a Citus cluster (docs/distributed.md).
 
-This version runs on a Citus coordinator with every pgfeed table kept on the
-coordinator: the functions and every guarantee are the single-server ones, and
-Citus' workers hold none of pgfeed's rows. `migrate` reports the cluster it
-finds and distributes nothing; `doctor` checks that no pgfeed table has been
-distributed by hand, because the engine's functions do not yet run on
-distributed tables (docs/distributed.md lists what stops them).
+On a Citus coordinator with at least one worker, `migrate` distributes the
+per-viewer tables by viewer, colocated; copies the shared tables to every node
+as reference tables; propagates every function to the workers, registers the
+per-viewer entry points for delegation by ``p_user_id`` (contract §9); and
+gives the entry points custom plans, because Citus plans a statement with
+parameters only as a plain single-shard lookup. Each step runs once, in its
+own transaction, after the schema and the functions are in place, so running
+`migrate` again changes nothing. `doctor` checks the result.
 
-On a server without the ``citus`` extension nothing here runs a Citus query.
+On a server without the ``citus`` extension nothing here runs a Citus query,
+and a single-server install is the same schema and the same functions.
 """
 
 from __future__ import annotations
@@ -19,13 +22,6 @@ import psycopg
 # the Citus catalog and functions pgfeed reads; only queried when citus is installed
 _WORKERS_SQL = ("SELECT count(*) FROM pg_catalog.pg_dist_node"
                 " WHERE noderole = 'primary' AND isactive AND shouldhaveshards AND groupid <> 0")
-_PLACED_SQL = ("SELECT c.relname, p.partmethod FROM pg_catalog.pg_dist_partition p"
-               " JOIN pg_catalog.pg_class c ON c.oid = p.logicalrelid"
-               " WHERE c.relnamespace = 'feed'::regnamespace ORDER BY 1")
-METHODS = {"h": "distributed", "n": "reference or Citus-managed local", "a": "append-distributed",
-           "r": "range-distributed"}
-UNDO = "SELECT undistribute_table('feed.{table}')"
-
 
 # Where each pgfeed table is to live on a cluster (docs/distributed.md, "Where
 # each table lives"): the column a per-viewer table is distributed by, all
@@ -58,20 +54,77 @@ COORDINATOR_ONLY: tuple[str, ...] = (
 )
 
 
+# the per-viewer tables are colocated with this one
+ANCHOR = "seen_posts"
+# the entry points a call is delegated by, to the worker holding the viewer
+DELEGATED: tuple[str, ...] = (
+    "get_personalized_feed(bigint,integer,text,jsonb)",
+    "explain_score(bigint,bigint,jsonb)",
+    "record_interaction(bigint,bigint,text,numeric,integer)",
+    "record_impression(bigint,bigint,text,double precision,text,timestamp with time zone)",
+    "record_impressions(bigint,bigint[],text,timestamp with time zone)",
+    "record_watch_progress(bigint,bigint,integer,integer,boolean,boolean,boolean)",
+)
+CUSTOM_PLANS = "plan_cache_mode=force_custom_plan"
+
+# each function and aggregate: (signature, on every node, delegated by an
+# argument, names a table's row type: Citus copies it only once the table is
+# in its metadata)
+_PROPAGATED_SQL = (
+    "WITH table_typed AS ("
+    " SELECT d.objid FROM pg_catalog.pg_depend d"
+    " JOIN pg_catalog.pg_type t ON d.refclassid = 'pg_catalog.pg_type'::regclass AND d.refobjid = t.oid"
+    " JOIN pg_catalog.pg_class c ON c.oid = t.typrelid"
+    "  OR c.oid = (SELECT e.typrelid FROM pg_catalog.pg_type e WHERE e.oid = t.typelem)"
+    " WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND c.relkind IN ('r', 'p'))"
+    " SELECT p.oid::regprocedure::text, o.objid IS NOT NULL, o.distribution_argument_index IS NOT NULL,"
+    " p.oid IN (SELECT objid FROM table_typed) OR EXISTS (SELECT 1 FROM pg_catalog.pg_aggregate a"
+    "  WHERE a.aggfnoid = p.oid AND (a.aggtransfn::oid IN (SELECT objid FROM table_typed)"
+    "   OR a.aggfinalfn::oid IN (SELECT objid FROM table_typed))),"
+    " l.lanname, p.prosrc"
+    " FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang"
+    " LEFT JOIN pg_catalog.pg_dist_object o ON o.classid = 'pg_catalog.pg_proc'::regclass AND o.objid = p.oid"
+    " WHERE p.pronamespace = 'feed'::regnamespace AND p.prokind IN ('f', 'a') ORDER BY 1")
+
+
+def _coordinator_functions(functions: list[tuple]) -> set[str]:
+    """The functions that stay on the coordinator: those reading a coordinator-only
+    table (the analytics), and the LANGUAGE sql ones calling those (a worker
+    could not create them: their bodies are checked against its catalog)."""
+    tables = [f"feed.{table}" for table in COORDINATOR_ONLY]
+    staying = {row[0] for row in functions if row[5] and any(t in row[5] for t in tables)}
+    while True:
+        names = {signature.split("(")[0] + "(" for signature in staying}
+        more = {row[0] for row in functions
+                if row[0] not in staying and row[4] == "sql" and row[5] and any(n in row[5] for n in names)}
+        if not more:
+            return staying
+        staying |= more
+_ENTRY_POINTS_SQL = (
+    "SELECT p.oid::regprocedure::text, coalesce(%s = ANY (p.proconfig), false) FROM pg_catalog.pg_proc p"
+    " WHERE p.pronamespace = 'feed'::regnamespace AND p.prokind = 'f' AND p.prosecdef ORDER BY 1")
+
 @dataclass
 class CitusStatus:
     version: str
     workers: int
-    # pgfeed tables in Citus' metadata: (table, what Citus made of it)
-    placed: list[tuple[str, str]] = field(default_factory=list)
+    # pgfeed tables in Citus' metadata: table -> (method, distribution column, colocation id)
+    placed: dict[str, tuple[str, str | None, int]] = field(default_factory=dict)
+
+    @property
+    def distributed(self) -> bool:
+        return bool(self.placed)
 
     def summary(self) -> str:
         workers = f"{self.workers} worker{'s' if self.workers != 1 else ''}"
-        if self.placed:
-            names = ", ".join(f"feed.{t} ({how})" for t, how in self.placed)
-            return (f"Citus {self.version} with {workers}; pgfeed tables in Citus' metadata: {names}. "
-                    "This version of pgfeed runs with its tables on the coordinator only")
-        return f"Citus {self.version} with {workers}; pgfeed's tables stay on the coordinator (not distributed)"
+        if not self.placed:
+            if self.workers == 0:
+                return f"Citus {self.version} with no workers; pgfeed's tables stay on the coordinator"
+            return f"Citus {self.version} with {workers}; pgfeed's tables are not distributed yet"
+        by_viewer = sum(1 for method, _, _ in self.placed.values() if method == "h")
+        reference = sum(1 for table in REFERENCE if self.placed.get(table, ("",))[0] == "n")
+        return (f"Citus {self.version} with {workers}; {by_viewer} pgfeed tables distributed by viewer, "
+                f"{reference} reference tables")
 
 
 def citus_version(conn: psycopg.Connection) -> str | None:
@@ -85,10 +138,117 @@ def citus_status(conn: psycopg.Connection) -> CitusStatus | None:
     if version is None:
         return None
     workers = conn.execute(_WORKERS_SQL).fetchone()[0]
-    placed = []
+    placed = {}
     if conn.execute("SELECT to_regnamespace('feed') IS NOT NULL").fetchone()[0]:
-        placed = [(name, METHODS.get(method, method)) for name, method in conn.execute(_PLACED_SQL).fetchall()]
+        for name, method, column, colocation in conn.execute(
+                "SELECT c.relname, p.partmethod::text,"
+                " CASE WHEN p.partmethod = 'h' THEN pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) END,"
+                " p.colocationid"
+                " FROM pg_catalog.pg_dist_partition p JOIN pg_catalog.pg_class c ON c.oid = p.logicalrelid"
+                " WHERE c.relnamespace = 'feed'::regnamespace ORDER BY 1").fetchall():
+            placed[name] = (method, column, colocation)
     return CitusStatus(version=version, workers=workers, placed=placed)
+
+
+def _per_viewer_order() -> list[tuple[str, str]]:
+    """The anchor first; a table after the ones its foreign keys name."""
+    order = [(ANCHOR, DISTRIBUTED_BY_VIEWER[ANCHOR])]
+    order += [(t, c) for t, c in DISTRIBUTED_BY_VIEWER.items() if t not in (ANCHOR, "feed_session_items")]
+    order.append(("feed_session_items", DISTRIBUTED_BY_VIEWER["feed_session_items"]))
+    return order
+
+
+def distribution_steps(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """What is left to do to distribute pgfeed on this cluster: (what, SQL) in order.
+    Empty without Citus, without workers, or when everything is in place."""
+    status = citus_status(conn)
+    if status is None or status.workers == 0:
+        return []
+    steps: list[tuple[str, str]] = []
+    truncates: list[str] = []
+    # the functions on every node first (but those naming a table's row type,
+    # which Citus copies only once the table is in its metadata): the triggers
+    # on the reference tables call them on each node while Citus copies the rows
+    functions = conn.execute(_PROPAGATED_SQL).fetchall()
+    propagated = {row[0]: (row[1], row[2]) for row in functions}
+    delegated = {f"feed.{signature}" for signature in DELEGATED}
+    staying = _coordinator_functions(functions)
+    late = []
+    for signature, everywhere, _, needs_tables, _, _ in functions:
+        if not everywhere and signature not in delegated and signature not in staying:
+            step = (f"propagate {signature.split('(')[0]}",
+                    f"SELECT pg_catalog.create_distributed_function('{signature}')")
+            (late if needs_tables else steps).append(step)
+    for table, column in _per_viewer_order():
+        if table not in status.placed:
+            colocate = "none" if table == ANCHOR else f"feed.{ANCHOR}"
+            steps.append((f"distribute feed.{table} by {column}",
+                          f"SELECT pg_catalog.create_distributed_table('feed.{table}', '{column}',"
+                          f" colocate_with := '{colocate}')"))
+            truncates.append(table)
+    for table in REFERENCE:
+        if table not in status.placed:
+            steps.append((f"copy feed.{table} to every node",
+                          f"SELECT pg_catalog.create_reference_table('feed.{table}')"))
+            truncates.append(table)
+    # the coordinator's own copies of the rows, now on the shards, once every
+    # table is placed (a table's copy cannot go while another local table
+    # still references it)
+    steps += [(f"drop feed.{table}'s rows left on the coordinator",
+               f"SELECT pg_catalog.truncate_local_data_after_distributing_table('feed.{table}')")
+              for table in truncates]
+    # the functions that need the tables, and the per-viewer entry points
+    # delegated by the viewer, once the tables are distributed
+    steps += late
+    for signature in sorted(delegated):
+        if not propagated.get(signature, (False, False))[1]:
+            steps.append((f"delegate {signature.split('(')[0]} by p_user_id",
+                          f"SELECT pg_catalog.create_distributed_function('{signature}', 'p_user_id',"
+                          f" colocate_with := 'feed.{ANCHOR}')"))
+    for signature, custom in conn.execute(_ENTRY_POINTS_SQL, [CUSTOM_PLANS]).fetchall():
+        if not custom:
+            steps.append((f"custom plans for {signature.split('(')[0]}",
+                          f"ALTER FUNCTION {signature} SET plan_cache_mode = force_custom_plan"))
+    return steps
+
+
+def distribute(dsn: str) -> list[str]:
+    """Run the distribution steps on the coordinator at ``dsn``, each in its own
+    transaction (Citus refuses reference-table creation in a transaction that
+    ran other distributed DDL locally). Returns what was done."""
+    done: list[str] = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        steps = distribution_steps(conn)
+        if not steps:
+            return done
+        conn.execute("SET citus.enable_unsafe_triggers = on")  # triggers on posts and the sessions
+        for what, sql in steps:
+            try:
+                if what.startswith("propagate "):
+                    # created on the workers before the tables they name are there:
+                    # bodies unchecked, as pg_dump restores them
+                    with conn.transaction():
+                        conn.execute("SET LOCAL citus.propagate_set_commands = 'local'")
+                        conn.execute("SET LOCAL check_function_bodies = off")
+                        conn.execute(sql)
+                    continue
+                conn.execute(sql)
+            except psycopg.Error as exc:
+                raise psycopg.Error(f"{what}: {str(exc).strip().splitlines()[0]}") from exc
+            if not what.startswith("drop "):
+                done.append(what)
+    return done
+
+
+def distribution_sql(conn: psycopg.Connection) -> str:
+    """The statements `migrate` would run to distribute pgfeed on this cluster, for review."""
+    steps = distribution_steps(conn)
+    if not steps:
+        return ""
+    out = ["-- distribution on the Citus cluster (docs/distributed.md), each statement its own transaction",
+           "SET citus.enable_unsafe_triggers = on;"]
+    out += [f"-- {what}\n{sql};" for what, sql in steps]
+    return "\n".join(out) + "\n"
 
 
 def doctor_check(conn: psycopg.Connection) -> dict | None:
@@ -96,7 +256,46 @@ def doctor_check(conn: psycopg.Connection) -> dict | None:
     status = citus_status(conn)
     if status is None:
         return None
-    if status.placed:
-        fix = "; ".join(UNDO.format(table=t) for t, _ in status.placed)
-        return {"status": "fail", "detail": status.summary(), "fix": fix}
+    if status.workers == 0 and not status.placed:
+        return {"status": "ok", "detail": status.summary(), "fix": None}
+    problems = []
+    anchor = status.placed.get(ANCHOR)
+    for table, column in DISTRIBUTED_BY_VIEWER.items():
+        placed = status.placed.get(table)
+        if placed is None:
+            problems.append(f"feed.{table} is not distributed")
+        elif placed[0] != "h" or placed[1] != column:
+            problems.append(f"feed.{table} is not distributed by {column}")
+        elif anchor is not None and placed[2] != anchor[2]:
+            problems.append(f"feed.{table} is not colocated with feed.{ANCHOR}")
+    for table in REFERENCE:
+        placed = status.placed.get(table)
+        if placed is None or placed[0] != "n":
+            problems.append(f"feed.{table} is not a reference table")
+    nodes = conn.execute("SELECT count(*) FROM pg_catalog.pg_dist_node WHERE noderole = 'primary' AND isactive"
+                         ).fetchone()[0]
+    short = conn.execute(
+        "SELECT c.relname FROM pg_catalog.pg_dist_partition p"
+        " JOIN pg_catalog.pg_class c ON c.oid = p.logicalrelid AND c.relnamespace = 'feed'::regnamespace"
+        " JOIN pg_catalog.pg_dist_shard s ON s.logicalrelid = p.logicalrelid"
+        " WHERE p.partmethod = 'n' AND p.repmodel = 't'"
+        " AND (SELECT count(*) FROM pg_catalog.pg_dist_placement pl WHERE pl.shardid = s.shardid) < %s"
+        " ORDER BY 1", [nodes]).fetchall()
+    problems += [f"feed.{name} is not on every node" for (name,) in short]
+    functions = conn.execute(_PROPAGATED_SQL).fetchall()
+    propagated = {row[0]: (row[1], row[2]) for row in functions}
+    staying = _coordinator_functions(functions)
+    local = [s.split("(")[0] for s, (everywhere, _) in propagated.items() if not everywhere and s not in staying]
+    if local:
+        problems.append(f"{len(local)} functions are not on the workers ({', '.join(local[:3])}"
+                        f"{', ...' if len(local) > 3 else ''})")
+    for signature in DELEGATED:
+        if not propagated.get(f"feed.{signature}", (False, False))[1]:
+            problems.append(f"feed.{signature.split('(')[0]} is not delegated by p_user_id")
+    for signature, custom in conn.execute(_ENTRY_POINTS_SQL, [CUSTOM_PLANS]).fetchall():
+        if not custom:
+            problems.append(f"{signature.split('(')[0]} does not force custom plans")
+    if problems:
+        return {"status": "fail", "detail": f"{status.summary()}; " + "; ".join(problems),
+                "fix": "pgfeed migrate (it distributes what is missing)"}
     return {"status": "ok", "detail": status.summary(), "fix": None}

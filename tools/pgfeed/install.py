@@ -57,11 +57,13 @@ class MigrationReport:
     repair_skipped: str | None = None
     # on a Citus coordinator: what migrate found (pgfeed.distribution); None elsewhere
     citus: str | None = None
+    # on a Citus coordinator with workers: the distribution steps this run took
+    distributed: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
         return (self.fresh_install or self.functions_applied or self.revision_before != self.revision_after
-                or bool(self.repairs))
+                or bool(self.repairs) or bool(self.distributed))
 
 
 # ---------------------------------------------------------------------------
@@ -267,14 +269,20 @@ def migrate(
     dsn: str,
     embedding_dim: int | None = None,
     force_functions: bool = False,
+    distribute: bool = True,
 ) -> MigrationReport:
-    """Bring the database at ``dsn`` to head. One transaction, one advisory lock."""
+    """Bring the database at ``dsn`` to head. One transaction, one advisory lock.
+    On a Citus coordinator with workers, then distribute what is not yet
+    (``distribute=False`` leaves that to a later run, e.g. after a bulk load)."""
     report = MigrationReport()
     engine = sqlalchemy_engine(dsn)
     try:
         with engine.begin() as sa_conn:
             conn: psycopg.Connection = sa_conn.connection.driver_connection
             conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK_KEY])
+            if distribution.citus_version(conn) is not None:
+                # the function files replace triggers on tables Citus may already hold
+                conn.execute("SET LOCAL citus.enable_unsafe_triggers = on")
             report.revision_before = current_revision(conn)
             if report.revision_before is None:
                 if feed_schema_exists(conn):
@@ -303,11 +311,15 @@ def migrate(
             if not report.fresh_install:
                 repair_shape(conn, report)
 
-            # on a Citus coordinator: say what was found; nothing is distributed (docs/distributed.md)
-            cluster = distribution.citus_status(conn)
-            report.citus = cluster.summary() if cluster else None
     finally:
         engine.dispose()
+    # on a Citus coordinator with workers: distribute what is not yet (docs/distributed.md),
+    # each step its own transaction, after the schema and the functions are in place
+    if distribute:
+        report.distributed = distribution.distribute(dsn)
+    with psycopg.connect(dsn) as conn:
+        cluster = distribution.citus_status(conn)
+    report.citus = cluster.summary() if cluster else None
     return report
 
 
@@ -407,7 +419,9 @@ def migration_sql(dsn: str | None, embedding_dim: int | None = None) -> str:
     out.write(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY});\n")
     out.write(f"SELECT pg_catalog.set_config('search_path', '{SAFE_SEARCH_PATH}', true);\n\n")
     if cluster is not None:
-        out.write(f"-- {cluster.summary()}\n-- nothing is distributed: see docs/distributed.md\n\n")
+        out.write(f"-- {cluster.summary()}\n")
+        out.write("-- after this script, migrate distributes (docs/distributed.md): see the end\n\n"
+                  if cluster.workers else "\n")
     if revision is None:
         out.write("-- fresh install: sql/schema/schema.sql\n")
         out.write(render_schema(vector_schema_name))
@@ -437,4 +451,12 @@ def migration_sql(dsn: str | None, embedding_dim: int | None = None) -> str:
     elif revision is not None:
         out.write("\n-- repairs (missing or invalid indexes, constraints, grants) are computed at head:"
                   " run pgfeed migrate --sql again after this upgrade\n")
+    if cluster is not None and cluster.workers:
+        with psycopg.connect(dsn) as conn:
+            if revision is not None:
+                steps = distribution.distribution_sql(conn)
+            else:
+                steps = ("-- distribution on the Citus cluster: computed once the schema is installed;"
+                         " run pgfeed migrate --sql again after this script\n")
+        out.write("\n" + (steps or "-- distribution: everything is in place\n"))
     return out.getvalue()

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 import psycopg
 from psycopg import sql as pgsql
 
-from . import install, resources
+from . import distribution, install, resources
 
 SEED_SQL = ("tools", "seed.sql")
 STEP_MARKER = "-- step: "
@@ -161,6 +161,13 @@ def seed_world(
             t0 = time.perf_counter()
             if not install.feed_schema_exists(conn) or install.current_revision(conn) is None:
                 raise SeedError("pgfeed is not installed in this database; run `pgfeed migrate` first")
+            cluster = distribution.citus_status(conn)
+            if cluster is not None and cluster.distributed:
+                # its statements join its own temporary tables with pgfeed's, which Citus
+                # does not plan once those are distributed
+                raise SeedError("pgfeed's tables are distributed on this Citus cluster; seed before "
+                                "distributing: `pgfeed migrate --no-distribute`, then `pgfeed seed`, "
+                                "then `pgfeed migrate` (it distributes the seeded world)")
             conn.execute("LOCK TABLE feed.posts IN SHARE ROW EXCLUSIVE MODE")
             existing = _count(conn, "posts")
             if existing and not replace:

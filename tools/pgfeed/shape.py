@@ -103,10 +103,15 @@ _GRANTEE = ("CASE WHEN a.grantee = 0 THEN 'PUBLIC' WHEN a.grantee = {owner} THEN
 
 
 def _search_path_value(config: list[str] | None, vector_schema: str | None) -> list[str]:
-    """A function's SET options, with the pgvector schema in search_path replaced by the token."""
+    """A function's SET options, with the pgvector schema in search_path replaced by the token.
+    plan_cache_mode is left out: on a Citus cluster migrate gives every entry
+    point custom plans (pgfeed.distribution), and either way it is no part of
+    what a function does."""
     result = []
     for item in config or []:
         name, _, value = item.partition("=")
+        if name == "plan_cache_mode":
+            continue
         if name == "search_path" and vector_schema:
             parts = [p.strip() for p in value.split(",")]
             quoted = '"' + vector_schema.replace('"', '""') + '"'
@@ -206,11 +211,17 @@ def _read(conn: psycopg.Connection, vector_schema: str | None, normalize) -> dic
             " JOIN pg_catalog.pg_class t ON t.oid = x.indrelid"
             " WHERE t.relnamespace = 'feed'::regnamespace ORDER BY 1")}
 
+    # on a Citus node the shards' row types are in the schema, while Citus
+    # hides the shards themselves from pg_class: they are not pgfeed's objects
+    citus_shards = (" AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_shard s"
+                    " JOIN pg_catalog.pg_class r ON r.oid = s.logicalrelid"
+                    " WHERE t.typname = r.relname || '_' || s.shardid)"
+                    if q("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus'") else "")
     shape["types"] = {name: {"kind": kind} for name, kind in q(
         "SELECT t.typname, t.typtype::text FROM pg_catalog.pg_type t"
         " WHERE t.typnamespace = 'feed'::regnamespace AND t.typtype IN ('c', 'd', 'e', 'r', 'm')"
         " AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid AND c.relkind <> 'c')"
-        " ORDER BY 1")}
+        + citus_shards + " ORDER BY 1")}
 
     fn_grants = _grants(q(
         "SELECT p.oid::regprocedure::text, " + _GRANTEE.format(owner="p.proowner")
