@@ -395,11 +395,13 @@ BEGIN
     ), viewers AS (
         SELECT t.user_id, min(t.served_at) AS first_served, max(t.served_at) AS last_served
         FROM tail t WHERE t.user_id IS NOT NULL GROUP BY 1
-    ), engaged AS MATERIALIZED (
-        SELECT DISTINCT t.session_id, t.post_id
+    ), positives AS MATERIALIZED (
+        -- read apart from the tail's rows, so each viewer's range is scanned
+        -- once (joined with the rows first, it was scanned once per row)
+        SELECT x.user_id, x.post_id, x.created_at
         FROM viewers v
         -- the GROUP BY keeps each lateral a per-viewer index range scan (as
-        -- OFFSET 0 would, which Citus refuses over a CTE); the rows are
+        -- OFFSET 0 would, which Citus refuses over a CTE); the pairs are
         -- DISTINCT below anyway
         CROSS JOIN LATERAL (
             SELECT x.user_id, x.post_id, x.created_at FROM feed.interactions x
@@ -407,7 +409,10 @@ BEGIN
               AND x.created_at >= v.first_served AND x.created_at <= v.last_served + v_window
               AND x.action = ANY (v_positive)
             GROUP BY x.user_id, x.post_id, x.created_at) x
-        JOIN tail t ON t.user_id = v.user_id AND t.post_id = x.post_id
+    ), engaged AS MATERIALIZED (
+        SELECT DISTINCT t.session_id, t.post_id
+        FROM positives x
+        JOIN tail t ON t.user_id = x.user_id AND t.post_id = x.post_id
                    AND x.created_at >= t.served_at AND x.created_at <= t.served_at + v_window
     )
     SELECT t.session_id, t.user_id, t.experiments, t.page_no, t.post_id, t.author_id, t.source, t.is_repeat,
