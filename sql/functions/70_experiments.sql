@@ -392,7 +392,8 @@ BEGIN
             OFFSET 0) i
         WHERE s.expires_at >= v_watermark AND s.expires_at < p_expires_before
           AND (p_experiment IS NULL OR s.experiments ? p_experiment)
-    ), viewers AS (
+    ), viewers AS MATERIALIZED (
+        -- (on a cluster, the viewers are what goes to the shards, not the tail)
         SELECT t.user_id, min(t.served_at) AS first_served, max(t.served_at) AS last_served
         FROM tail t WHERE t.user_id IS NOT NULL GROUP BY 1
     ), positives AS MATERIALIZED (
