@@ -385,6 +385,8 @@ BEGIN
         FROM feed.feed_sessions s
         -- OFFSET 0 keeps each lateral a per-session (per-viewer) index range
         -- scan: flattened, the planner hash-joins the whole table instead
+        -- (Citus accepts this OFFSET: the lateral names the sessions table
+        -- itself, on its distribution column, not a CTE)
         CROSS JOIN LATERAL (
             SELECT i.page_no, i.post_id, i.author_id, i.source, i.is_repeat, i.served_at
             FROM feed.feed_session_items i
@@ -477,7 +479,9 @@ BEGIN
         JOIN open_ o ON o.user_id = x.user_id
         -- one row by the (viewer_key, session_id, post_id) key, probed per
         -- (session, post); the GROUP BY (of a unique key: no rows merge)
-        -- keeps it a probe, as OFFSET 0 would
+        -- keeps it a probe, as OFFSET 0 would. A viewer's sessions are keyed
+        -- by the viewer, so the rows are joined with the log on it too (on a
+        -- cluster, both on their distribution column)
         CROSS JOIN LATERAL (
             SELECT i.post_id, i.source, i.served_at FROM feed.feed_session_items i
             WHERE i.viewer_key = o.viewer_key AND i.viewer_key = x.user_id
