@@ -358,49 +358,71 @@ $func$;
 -- positive interactions in [first row served, last row served + window] by
 -- ONE range scan of interactions_user_recent_idx per viewer (not one probe
 -- per served row), matched to the rows by a hash join on (viewer, post).
+-- On a Citus cluster (sessions, their rows and the log distributed by
+-- viewer) the tail is one colocated read of sessions with their rows, the
+-- engagement one read of the log joined with the tail on the viewer; the
+-- watermark and settings are read first (a function reading a table may not
+-- run on a shard), and the per-viewer subquery is kept apart from the join by
+-- a GROUP BY on its columns, which Citus accepts where it refuses an OFFSET.
 DROP FUNCTION IF EXISTS feed._served(timestamptz, text);
 CREATE OR REPLACE FUNCTION feed._served(p_from timestamptz, p_experiment text DEFAULT NULL,
                                         p_expires_before timestamptz DEFAULT 'infinity')
 RETURNS TABLE (session_id uuid, user_id bigint, experiments jsonb, page_no integer, post_id bigint,
                author_id bigint, source text, is_repeat boolean, served_at timestamptz, engaged boolean)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $func$
+#variable_conflict use_column
+DECLARE
+    v_watermark timestamptz := feed._rollup_watermark();
+    v_window interval := feed._setting_interval('attribution_window');
+    v_positive text[] := feed._positive_actions();
+BEGIN
+    RETURN QUERY
     WITH tail AS MATERIALIZED (
         SELECT s.session_id, s.user_id, s.experiments, i.page_no, i.post_id, i.author_id, i.source, i.is_repeat,
                i.served_at
         FROM feed.feed_sessions s
         -- OFFSET 0 keeps each lateral a per-session (per-viewer) index range
         -- scan: flattened, the planner hash-joins the whole table instead
+        -- (Citus accepts this OFFSET: the lateral names the sessions table
+        -- itself, on its distribution column, not a CTE)
         CROSS JOIN LATERAL (
             SELECT i.page_no, i.post_id, i.author_id, i.source, i.is_repeat, i.served_at
             FROM feed.feed_session_items i
             WHERE i.viewer_key = s.viewer_key AND i.session_id = s.session_id AND i.served_at >= p_from
             OFFSET 0) i
-        WHERE s.expires_at >= feed._rollup_watermark() AND s.expires_at < p_expires_before
+        WHERE s.expires_at >= v_watermark AND s.expires_at < p_expires_before
           AND (p_experiment IS NULL OR s.experiments ? p_experiment)
-    ), w AS MATERIALIZED (
-        SELECT feed._setting_interval('attribution_window') AS window_
-    ), viewers AS (
+    ), viewers AS MATERIALIZED (
+        -- (on a cluster, the viewers are what goes to the shards, not the tail)
         SELECT t.user_id, min(t.served_at) AS first_served, max(t.served_at) AS last_served
         FROM tail t WHERE t.user_id IS NOT NULL GROUP BY 1
-    ), engaged AS (
-        SELECT DISTINCT t.session_id, t.post_id
+    ), positives AS MATERIALIZED (
+        -- read apart from the tail's rows, so each viewer's range is scanned
+        -- once (joined with the rows first, it was scanned once per row)
+        SELECT x.user_id, x.post_id, x.created_at
         FROM viewers v
-        CROSS JOIN w
+        -- the GROUP BY keeps each lateral a per-viewer index range scan (as
+        -- OFFSET 0 would, which Citus refuses over a CTE); the pairs are
+        -- DISTINCT below anyway
         CROSS JOIN LATERAL (
-            SELECT x.post_id, x.created_at FROM feed.interactions x
+            SELECT x.user_id, x.post_id, x.created_at FROM feed.interactions x
             WHERE x.user_id = v.user_id
-              AND x.created_at >= v.first_served AND x.created_at <= v.last_served + w.window_
-              AND x.action = ANY (feed._positive_actions())
-            OFFSET 0) x
-        JOIN tail t ON t.user_id = v.user_id AND t.post_id = x.post_id
-                   AND x.created_at >= t.served_at AND x.created_at <= t.served_at + w.window_
+              AND x.created_at >= v.first_served AND x.created_at <= v.last_served + v_window
+              AND x.action = ANY (v_positive)
+            GROUP BY x.user_id, x.post_id, x.created_at) x
+    ), engaged AS MATERIALIZED (
+        SELECT DISTINCT t.session_id, t.post_id
+        FROM positives x
+        JOIN tail t ON t.user_id = x.user_id AND t.post_id = x.post_id
+                   AND x.created_at >= t.served_at AND x.created_at <= t.served_at + v_window
     )
     SELECT t.session_id, t.user_id, t.experiments, t.page_no, t.post_id, t.author_id, t.source, t.is_repeat,
            t.served_at, e.session_id IS NOT NULL
     FROM tail t
-    LEFT JOIN engaged e ON e.session_id = t.session_id AND e.post_id = t.post_id
+    LEFT JOIN engaged e ON e.session_id = t.session_id AND e.post_id = t.post_id;
+END
 $func$;
 
 -------------------------------------------------------------------------------
@@ -414,46 +436,65 @@ $func$;
 -- still be engaged (expired less than a window before p_since) by
 -- feed_sessions_expires_idx, each of their viewers' interactions since
 -- p_since by one range scan of interactions_user_recent_idx, and the rows
--- they name by the (session_id, post_id) key.
+-- they name by the (viewer_key, session_id, post_id) key.
+-- On a Citus cluster the reads of sessions, the log and the rows are joined
+-- on the viewer (a viewer's session is keyed by the viewer), the watermark
+-- and settings are read first, and the ledger of rows already counted (a
+-- coordinator table) is consulted after the distributed part.
 CREATE OR REPLACE FUNCTION feed._late_engaged(p_from timestamptz, p_experiment text DEFAULT NULL,
                                               p_since timestamptz DEFAULT NULL,
                                               p_until timestamptz DEFAULT 'infinity')
 RETURNS TABLE (session_id uuid, user_id bigint, experiments jsonb, post_id bigint, source text,
                served_at timestamptz)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $func$
-    WITH w AS MATERIALIZED (
-        SELECT feed._setting_interval('attribution_window') AS window_,
-               coalesce(p_since, feed._engaged_through()) AS since
-    ), open_ AS MATERIALIZED (
+#variable_conflict use_column
+DECLARE
+    v_watermark timestamptz := feed._rollup_watermark();
+    v_window interval := feed._setting_interval('attribution_window');
+    v_since timestamptz := coalesce(p_since, feed._engaged_through());
+    v_positive text[] := feed._positive_actions();
+BEGIN
+    RETURN QUERY
+    WITH open_ AS MATERIALIZED (
         SELECT s.viewer_key, s.session_id, s.user_id, s.experiments
-        FROM feed.feed_sessions s, w
-        WHERE s.expires_at < feed._rollup_watermark() AND s.expires_at >= w.since - w.window_
+        FROM feed.feed_sessions s
+        WHERE s.expires_at < v_watermark AND s.expires_at >= v_since - v_window
           AND s.user_id IS NOT NULL
           AND (p_experiment IS NULL OR s.experiments ? p_experiment)
     ), x AS (
         SELECT DISTINCT v.user_id, x.post_id, x.created_at
         FROM (SELECT DISTINCT o.user_id FROM open_ o) v
-        CROSS JOIN w
+        -- the GROUP BY keeps each lateral a per-viewer index range scan (as
+        -- OFFSET 0 would, which Citus refuses over a CTE)
         CROSS JOIN LATERAL (
-            SELECT x.post_id, x.created_at FROM feed.interactions x
-            WHERE x.user_id = v.user_id AND x.created_at >= w.since AND x.created_at < p_until
-              AND x.action = ANY (feed._positive_actions())
-            OFFSET 0) x
+            SELECT x.user_id, x.post_id, x.created_at FROM feed.interactions x
+            WHERE x.user_id = v.user_id AND x.created_at >= v_since AND x.created_at < p_until
+              AND x.action = ANY (v_positive)
+            GROUP BY x.user_id, x.post_id, x.created_at) x
+    ), late AS MATERIALIZED (
+        SELECT DISTINCT o.session_id, o.user_id, o.experiments, i.post_id, i.source, i.served_at
+        FROM x
+        JOIN open_ o ON o.user_id = x.user_id
+        -- one row by the (viewer_key, session_id, post_id) key, probed per
+        -- (session, post); the GROUP BY (of a unique key: no rows merge)
+        -- keeps it a probe, as OFFSET 0 would. A viewer's sessions are keyed
+        -- by the viewer, so the rows are joined with the log on it too (on a
+        -- cluster, both on their distribution column)
+        CROSS JOIN LATERAL (
+            SELECT i.post_id, i.source, i.served_at FROM feed.feed_session_items i
+            WHERE i.viewer_key = o.viewer_key AND i.viewer_key = x.user_id
+              AND i.session_id = o.session_id AND i.post_id = x.post_id
+              AND i.served_at >= p_from
+              AND x.created_at >= i.served_at AND x.created_at <= i.served_at + v_window
+            GROUP BY i.viewer_key, i.session_id, i.post_id, i.source, i.served_at) i
     )
-    SELECT DISTINCT o.session_id, o.user_id, o.experiments, i.post_id, i.source, i.served_at
-    FROM x
-    CROSS JOIN w
-    JOIN open_ o ON o.user_id = x.user_id
-    CROSS JOIN LATERAL (
-        SELECT i.post_id, i.source, i.served_at FROM feed.feed_session_items i
-        WHERE i.viewer_key = o.viewer_key AND i.session_id = o.session_id AND i.post_id = x.post_id
-          AND i.served_at >= p_from
-          AND x.created_at >= i.served_at AND x.created_at <= i.served_at + w.window_
-        OFFSET 0) i
+    SELECT l.session_id, l.user_id, l.experiments, l.post_id, l.source, l.served_at
+    FROM late l
     WHERE NOT EXISTS (SELECT 1 FROM feed.analytics_engaged_rows e
-                      WHERE e.session_id = o.session_id AND e.post_id = i.post_id)
+                      WHERE e.session_id = l.session_id AND e.post_id = l.post_id);
+END
 $func$;
 
 -------------------------------------------------------------------------------
@@ -667,6 +708,13 @@ DECLARE
     v_sessions bigint := 0;
     v_rows bigint := 0;
     v_late bigint := 0;
+    v_experiments text[];
+    v_posts feed.analytics_daily_posts[];
+    v_sources feed.analytics_daily_sources[];
+    v_pages feed.analytics_daily_pages[];
+    v_viewers feed.analytics_experiment_viewers[];
+    v_variants feed.analytics_experiment_variants[];
+    v_flags feed.analytics_engaged_rows[];
 BEGIN
     -- one rollup at a time (the state row comes back if it was truncated away)
     INSERT INTO feed.analytics_rollup_state AS r (singleton) VALUES (true) ON CONFLICT (singleton) DO NOTHING;
@@ -712,11 +760,19 @@ BEGIN
                                   'rolled_up_before', v_state.rolled_up_before);
     END IF;
 
-    -- one statement: every rollup reads the same rows (no temporary table,
-    -- which a caller could have prepared with a trigger of its own)
-    -- Every part of one statement sees the rollups as they were before it, so
-    -- the NOT EXISTS below find what earlier rollups hold: a post, author or
-    -- viewer they do not hold is new to its day and source (variant) total.
+    -- the experiments, read by a statement of their own (on a Citus cluster
+    -- a reference table beside feed._served's distributed reads could send
+    -- the statement to a worker)
+    v_experiments := ARRAY(SELECT e.name FROM feed.experiments e);
+    -- the rows to fold are read once, by one statement that writes nothing:
+    -- the totals per post, day and source, page and viewer, each post, author
+    -- and viewer counted as new to its day and source (variant) total unless
+    -- the rollups already hold it (read before any rollup is written, as a
+    -- statement sees them before it: on a Citus cluster the writes of one
+    -- statement run one after another and a later one would see an earlier
+    -- one's rows), into arrays of the rollups' own row types (no temporary
+    -- table, which a caller could have prepared with a trigger of its own);
+    -- then each rollup is written from its array.
     WITH rows_ AS MATERIALIZED (
         SELECT r.* FROM feed._served('-infinity', NULL, v_cutoff) r
     ), daily AS MATERIALIZED (
@@ -724,70 +780,91 @@ BEGIN
                count(*) AS impressions, count(*) FILTER (WHERE t.is_repeat) AS repeats,
                count(*) FILTER (WHERE t.engaged) AS engagements
         FROM rows_ t GROUP BY 1, 2, 3
-    ), posts AS (
-        INSERT INTO feed.analytics_daily_posts AS a (day, source, post_id, author_id, impressions, repeats, engagements)
-        SELECT d.day, d.source, d.post_id, d.author_id, d.impressions, d.repeats, d.engagements
-        FROM daily d
-        ON CONFLICT (day, source, post_id) DO UPDATE
-        SET impressions = a.impressions + excluded.impressions, repeats = a.repeats + excluded.repeats,
-            engagements = a.engagements + excluded.engagements
-    ), sources AS (
-        INSERT INTO feed.analytics_daily_sources AS a (day, source, impressions, repeats, engagements,
-                                                       distinct_posts, distinct_authors)
-        SELECT d.day, d.source, sum(d.impressions), sum(d.repeats), sum(d.engagements),
-               count(*) FILTER (WHERE NOT EXISTS (
-                   SELECT 1 FROM feed.analytics_daily_posts o
-                   WHERE o.day = d.day AND o.source = d.source AND o.post_id = d.post_id)),
-               count(DISTINCT d.author_id) FILTER (WHERE NOT EXISTS (
-                   SELECT 1 FROM feed.analytics_daily_posts o
-                   WHERE o.day = d.day AND o.source = d.source AND o.author_id = d.author_id))
-        FROM daily d GROUP BY 1, 2
-        ON CONFLICT (day, source) DO UPDATE
-        SET impressions = a.impressions + excluded.impressions, repeats = a.repeats + excluded.repeats,
-            engagements = a.engagements + excluded.engagements,
-            distinct_posts = a.distinct_posts + excluded.distinct_posts,
-            distinct_authors = a.distinct_authors + excluded.distinct_authors
-    ), pages AS (
-        INSERT INTO feed.analytics_daily_pages AS a (day, pages, items, repeat_share_sum, distinct_authors_sum)
-        SELECT p.day, count(*), sum(p.items), sum(p.repeat_share), sum(p.authors)
-        FROM (SELECT (min(t.served_at) AT TIME ZONE 'UTC')::date AS day, count(*) AS items,
-                     count(*) FILTER (WHERE t.is_repeat)::double precision / count(*) AS repeat_share,
-                     count(DISTINCT t.author_id) AS authors
-              FROM rows_ t GROUP BY t.session_id, t.page_no) p
-        GROUP BY 1
-        ON CONFLICT (day) DO UPDATE
-        SET pages = a.pages + excluded.pages, items = a.items + excluded.items,
-            repeat_share_sum = a.repeat_share_sum + excluded.repeat_share_sum,
-            distinct_authors_sum = a.distinct_authors_sum + excluded.distinct_authors_sum
     ), per_viewer AS MATERIALIZED (
         SELECT x.key AS experiment, x.value AS variant, t.user_id, count(*) AS impressions,
                count(*) FILTER (WHERE t.engaged) AS engagements
         FROM rows_ t
         CROSS JOIN LATERAL jsonb_each_text(t.experiments) x
-        WHERE t.user_id IS NOT NULL AND EXISTS (SELECT 1 FROM feed.experiments e WHERE e.name = x.key)
+        WHERE t.user_id IS NOT NULL AND x.key = ANY (v_experiments)
         GROUP BY 1, 2, 3
-    ), viewers AS (
-        INSERT INTO feed.analytics_experiment_viewers AS a (experiment, variant, user_id, impressions, engagements)
-        SELECT v.experiment, v.variant, v.user_id, v.impressions, v.engagements
-        FROM per_viewer v
-        ON CONFLICT (experiment, variant, user_id) DO UPDATE
-        SET impressions = a.impressions + excluded.impressions, engagements = a.engagements + excluded.engagements
-    ), flags AS (
-        INSERT INTO feed.analytics_engaged_rows (session_id, post_id)
-        SELECT t.session_id, t.post_id FROM rows_ t WHERE t.engaged
-    ), variants AS (
-        INSERT INTO feed.analytics_experiment_variants AS a (experiment, variant, viewers, impressions, engagements)
-        SELECT v.experiment, v.variant,
-               count(*) FILTER (WHERE NOT EXISTS (
-                   SELECT 1 FROM feed.analytics_experiment_viewers o
-                   WHERE o.experiment = v.experiment AND o.variant = v.variant AND o.user_id = v.user_id)),
-               sum(v.impressions), sum(v.engagements)
-        FROM per_viewer v GROUP BY 1, 2
-        ON CONFLICT (experiment, variant) DO UPDATE
-        SET viewers = a.viewers + excluded.viewers, impressions = a.impressions + excluded.impressions,
-            engagements = a.engagements + excluded.engagements
     )
-    SELECT count(DISTINCT t.session_id), count(*) INTO v_sessions, v_rows FROM rows_ t;
+    SELECT (SELECT coalesce(array_agg(ROW(d.day, d.source, d.post_id, d.author_id, d.impressions, d.repeats,
+                                          d.engagements)::feed.analytics_daily_posts), '{}')
+            FROM daily d),
+           (SELECT coalesce(array_agg(ROW(s.day, s.source, s.impressions, s.repeats, s.engagements, s.distinct_posts,
+                                          s.distinct_authors)::feed.analytics_daily_sources), '{}')
+            FROM (SELECT d.day, d.source, sum(d.impressions) AS impressions, sum(d.repeats) AS repeats,
+                         sum(d.engagements) AS engagements,
+                         count(*) FILTER (WHERE NOT EXISTS (
+                             SELECT 1 FROM feed.analytics_daily_posts o
+                             WHERE o.day = d.day AND o.source = d.source AND o.post_id = d.post_id)) AS distinct_posts,
+                         count(DISTINCT d.author_id) FILTER (WHERE NOT EXISTS (
+                             SELECT 1 FROM feed.analytics_daily_posts o
+                             WHERE o.day = d.day AND o.source = d.source AND o.author_id = d.author_id))
+                             AS distinct_authors
+                  FROM daily d GROUP BY 1, 2) s),
+           (SELECT coalesce(array_agg(ROW(p.day, p.pages, p.items, p.repeat_share_sum,
+                                          p.distinct_authors_sum)::feed.analytics_daily_pages), '{}')
+            FROM (SELECT p.day, count(*) AS pages, sum(p.items) AS items, sum(p.repeat_share) AS repeat_share_sum,
+                         sum(p.authors) AS distinct_authors_sum
+                  FROM (SELECT (min(t.served_at) AT TIME ZONE 'UTC')::date AS day, count(*) AS items,
+                               count(*) FILTER (WHERE t.is_repeat)::double precision / count(*) AS repeat_share,
+                               count(DISTINCT t.author_id) AS authors
+                        FROM rows_ t GROUP BY t.session_id, t.page_no) p
+                  GROUP BY 1) p),
+           (SELECT coalesce(array_agg(ROW(v.experiment, v.variant, v.user_id, v.impressions,
+                                          v.engagements)::feed.analytics_experiment_viewers), '{}')
+            FROM per_viewer v),
+           (SELECT coalesce(array_agg(ROW(v.experiment, v.variant, v.viewers, v.impressions,
+                                          v.engagements)::feed.analytics_experiment_variants), '{}')
+            FROM (SELECT v.experiment, v.variant,
+                         count(*) FILTER (WHERE NOT EXISTS (
+                             SELECT 1 FROM feed.analytics_experiment_viewers o
+                             WHERE o.experiment = v.experiment AND o.variant = v.variant AND o.user_id = v.user_id))
+                             AS viewers,
+                         sum(v.impressions) AS impressions, sum(v.engagements) AS engagements
+                  FROM per_viewer v GROUP BY 1, 2) v),
+           (SELECT coalesce(array_agg(ROW(t.session_id, t.post_id)::feed.analytics_engaged_rows), '{}')
+            FROM rows_ t WHERE t.engaged),
+           (SELECT count(DISTINCT t.session_id) FROM rows_ t),
+           (SELECT count(*) FROM rows_ t)
+    INTO v_posts, v_sources, v_pages, v_viewers, v_variants, v_flags, v_sessions, v_rows;
+
+    INSERT INTO feed.analytics_daily_posts AS a (day, source, post_id, author_id, impressions, repeats, engagements)
+    SELECT d.day, d.source, d.post_id, d.author_id, d.impressions, d.repeats, d.engagements
+    FROM unnest(v_posts) d
+    ON CONFLICT (day, source, post_id) DO UPDATE
+    SET impressions = a.impressions + excluded.impressions, repeats = a.repeats + excluded.repeats,
+        engagements = a.engagements + excluded.engagements;
+    INSERT INTO feed.analytics_daily_sources AS a (day, source, impressions, repeats, engagements,
+                                                   distinct_posts, distinct_authors)
+    SELECT s.day, s.source, s.impressions, s.repeats, s.engagements, s.distinct_posts, s.distinct_authors
+    FROM unnest(v_sources) s
+    ON CONFLICT (day, source) DO UPDATE
+    SET impressions = a.impressions + excluded.impressions, repeats = a.repeats + excluded.repeats,
+        engagements = a.engagements + excluded.engagements,
+        distinct_posts = a.distinct_posts + excluded.distinct_posts,
+        distinct_authors = a.distinct_authors + excluded.distinct_authors;
+    INSERT INTO feed.analytics_daily_pages AS a (day, pages, items, repeat_share_sum, distinct_authors_sum)
+    SELECT p.day, p.pages, p.items, p.repeat_share_sum, p.distinct_authors_sum
+    FROM unnest(v_pages) p
+    ON CONFLICT (day) DO UPDATE
+    SET pages = a.pages + excluded.pages, items = a.items + excluded.items,
+        repeat_share_sum = a.repeat_share_sum + excluded.repeat_share_sum,
+        distinct_authors_sum = a.distinct_authors_sum + excluded.distinct_authors_sum;
+    INSERT INTO feed.analytics_experiment_viewers AS a (experiment, variant, user_id, impressions, engagements)
+    SELECT v.experiment, v.variant, v.user_id, v.impressions, v.engagements
+    FROM unnest(v_viewers) v
+    ON CONFLICT (experiment, variant, user_id) DO UPDATE
+    SET impressions = a.impressions + excluded.impressions, engagements = a.engagements + excluded.engagements;
+    INSERT INTO feed.analytics_engaged_rows (session_id, post_id)
+    SELECT f.session_id, f.post_id FROM unnest(v_flags) f;
+    INSERT INTO feed.analytics_experiment_variants AS a (experiment, variant, viewers, impressions, engagements)
+    SELECT v.experiment, v.variant, v.viewers, v.impressions, v.engagements
+    FROM unnest(v_variants) v
+    ON CONFLICT (experiment, variant) DO UPDATE
+    SET viewers = a.viewers + excluded.viewers, impressions = a.impressions + excluded.impressions,
+        engagements = a.engagements + excluded.engagements;
 
     UPDATE feed.analytics_rollup_state r SET rolled_up_before = v_cutoff, updated_at = p_now;
     RETURN jsonb_build_object('sessions_rolled_up', v_sessions, 'rows_rolled_up', v_rows, 'late_engagements', v_late,
