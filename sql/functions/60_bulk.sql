@@ -210,8 +210,10 @@ BEGIN
     -- posts_rescore trigger would compute, so a full rebuild switches the
     -- trigger off for itself (it costs ~30 us a row: a minute per 2M posts);
     -- the ALTER is transactional and its lock lasts as long as the TRUNCATEs'
-    -- below. Without ownership of feed.posts the trigger simply stays on.
-    IF v_all THEN
+    -- below. Without ownership of feed.posts the trigger simply stays on, and
+    -- so on a Citus cluster, where a reference table's triggers cannot be
+    -- switched off.
+    IF v_all AND NOT feed._in_citus_metadata('feed.posts'::regclass) THEN
         BEGIN
             ALTER TABLE feed.posts DISABLE TRIGGER posts_rescore;
             v_trigger_off := true;

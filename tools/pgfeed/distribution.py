@@ -158,6 +158,38 @@ def _per_viewer_order() -> list[tuple[str, str]]:
     return order
 
 
+ROLES = ("pgfeed_app", "pgfeed_viewer", "pgfeed_admin")
+_ROLES_ON_WORKER = (
+    "SET citus.enable_ddl_propagation TO off; DO $roles$ BEGIN"
+    " IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'pgfeed_app') THEN"
+    "  CREATE ROLE pgfeed_app NOLOGIN; END IF;"
+    " IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'pgfeed_viewer') THEN"
+    "  CREATE ROLE pgfeed_viewer NOLOGIN; END IF;"
+    " IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'pgfeed_admin') THEN"
+    "  CREATE ROLE pgfeed_admin NOLOGIN; END IF;"
+    " IF NOT pg_catalog.pg_has_role('pgfeed_admin', 'pgfeed_app', 'MEMBER') THEN"
+    "  GRANT pgfeed_app TO pgfeed_admin; END IF; END $roles$")
+
+
+def ensure_roles_on_workers(conn: psycopg.Connection) -> None:
+    """pgfeed's group roles on every worker. Citus creates a role on the workers
+    when it is created in a database that has Citus; roles are server-wide, so
+    they may have been created before (pgfeed in another database of this
+    server, or before Citus was added), and the grants migrate propagates
+    would then fail on the workers."""
+    status = citus_status(conn)
+    if status is None or status.workers == 0:
+        return
+    if conn.execute("SELECT count(*) FROM pg_catalog.pg_roles WHERE rolname = ANY (%s)", [list(ROLES)]
+                    ).fetchone()[0] < len(ROLES):
+        return  # not created yet: the function files create them, and Citus propagates that
+    for node, port, ok, result in conn.execute(
+            "SELECT nodename, nodeport, success, result FROM pg_catalog.run_command_on_workers(%s)",
+            [_ROLES_ON_WORKER]).fetchall():
+        if not ok:
+            raise psycopg.Error(f"creating pgfeed's roles on the worker {node}:{port}: {result}")
+
+
 def distribution_steps(conn: psycopg.Connection) -> list[tuple[str, str]]:
     """What is left to do to distribute pgfeed on this cluster: (what, SQL) in order.
     Empty without Citus, without workers, or when everything is in place."""

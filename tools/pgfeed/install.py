@@ -281,8 +281,10 @@ def migrate(
             conn: psycopg.Connection = sa_conn.connection.driver_connection
             conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK_KEY])
             if distribution.citus_version(conn) is not None:
-                # the function files replace triggers on tables Citus may already hold
+                # the function files replace triggers on tables Citus may already hold,
+                # and grant to the roles on every node
                 conn.execute("SET LOCAL citus.enable_unsafe_triggers = on")
+                distribution.ensure_roles_on_workers(conn)
             report.revision_before = current_revision(conn)
             if report.revision_before is None:
                 if feed_schema_exists(conn):
