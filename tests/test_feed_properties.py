@@ -241,11 +241,13 @@ def check_session(db, world: World, viewer, mode, size, knobs: Knobs | None = No
             if not rows or not complete:
                 continue
             left = pool - set(ids)
-            if any(count > CAP for count in per_author.values()):
+            # a pool's rows are over a cap only when none of its own candidates within the caps was
+            # left (the other pool's rows, whose number is fixed, may be what fills a category)
+            if any(per_author[row[2]] > CAP for row in rows):
                 within = [p for p in left if per_author.get(posts[p].author_id, 0) < CAP
                           and per_category.get(posts[p].category, 0) < category_cap]
                 assert not within, (where, per_author, within)
-            if any(count > category_cap for count in per_category.values()):
+            if any(per_category[posts[row[1]].category] > category_cap for row in rows):
                 other = [p for p in left if per_category.get(posts[p].category, 0) < category_cap]
                 assert not other, (where, per_category, other)
         # §4.9 modes keep their order among fresh rows
