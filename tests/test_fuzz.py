@@ -38,10 +38,13 @@ TIME = st.one_of(st.sampled_from(["now", "infinity", "-infinity", "2020-01-01 00
 INTERVAL = st.one_of(st.sampled_from(["1 day", "7 days", "0", "-1 day", "1000000 years", "100 years",
                                       "100 years 1 second", "1 microsecond", "30 days"]), st.none())
 BOOL = st.one_of(st.booleans(), st.none())
+# jsonb cannot hold U+0000 (the server refuses such a document before any function sees it)
+JSON_TEXT = st.characters(blacklist_characters="\x00")
 JSON_VALUE = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20),
-                                    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=10)),
-                          lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5),
-                                                                                            children, max_size=3),
+                                    st.floats(allow_nan=False, allow_infinity=False),
+                                    st.text(JSON_TEXT, max_size=10)),
+                          lambda children: st.lists(children, max_size=3) | st.dictionaries(
+                              st.text(JSON_TEXT, max_size=5), children, max_size=3),
                           max_leaves=6)
 CONTEXT_KEYS = ["mode", "profile", "device", "connection", "local_hour", "categories", "post_types",
                 "include_own_posts", "exclude_post_ids", "in_network_only", "other"]

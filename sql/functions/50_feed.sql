@@ -477,30 +477,39 @@ END
 $func$;
 
 -------------------------------------------------------------------------------
--- _tag_affinities: the viewer's decayed affinities (at p_at) for the tags in
--- p_tags, as {tag: affinity}; tags without a row are absent. Probes (viewer,
--- tag) keys only, so a viewer's whole tag set is never read. One plain
--- statement a Citus cluster runs on the viewer's shard; the feed and
--- explain_score read it once per call and match each post from it.
-CREATE OR REPLACE FUNCTION feed._tag_affinities(
-    p_user_id bigint, p_tags text[], p_at timestamptz, p_half_life double precision)
+-- _tag_affinities: the viewer's affinities for the tags of p_post_ids,
+-- decayed to p_at, as {tag: affinity}; tags without a row are absent. Probes
+-- (viewer, tag) keys only, so a viewer's whole tag set is never read. Plain
+-- statements, the setting read first: a Citus cluster runs each on the
+-- viewer's shard or a reference copy. The feed and explain_score read it once
+-- per call and match every post from it (_tag_matches, _tag_reasons).
+CREATE OR REPLACE FUNCTION feed._tag_affinities(p_user_id bigint, p_post_ids bigint[], p_at timestamptz)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $func$
 DECLARE
+    v_tags text[];
+    v_half_life double precision;
     v_affinities jsonb;
 BEGIN
-    IF p_user_id IS NULL OR coalesce(cardinality(p_tags), 0) = 0 THEN
+    IF p_user_id IS NULL THEN
         RETURN '{}';
     END IF;
-    SELECT jsonb_object_agg(a.tag, feed._decayed_affinity(a.affinity, a.updated_at, p_at, p_half_life))
+    v_tags := ARRAY(SELECT DISTINCT t.tag FROM feed.posts p CROSS JOIN LATERAL unnest(p.tags) AS t(tag)
+                    WHERE p.post_id = ANY (p_post_ids));
+    IF cardinality(v_tags) = 0 THEN
+        RETURN '{}';
+    END IF;
+    v_half_life := extract(epoch FROM feed._setting_interval('category_affinity_half_life'));
+    SELECT jsonb_object_agg(a.tag, feed._decayed_affinity(a.affinity, a.updated_at, p_at, v_half_life))
     INTO v_affinities
     FROM feed.user_tag_affinity a
-    WHERE a.user_id = p_user_id AND a.tag = ANY (p_tags);
+    WHERE a.user_id = p_user_id AND a.tag = ANY (v_tags);
     RETURN coalesce(v_affinities, '{}');
 END
 $func$;
+DROP FUNCTION IF EXISTS feed._tag_affinities(bigint, text[], timestamptz, double precision);
 
 -------------------------------------------------------------------------------
 -- _tag_matches: the viewer's affinities for tags of a post that count in
@@ -562,9 +571,15 @@ DROP FUNCTION IF EXISTS feed._tag_reasons(bigint, bigint, jsonb, jsonb, timestam
 -- weighted sum (reasons are built later, for the rows that make the page).
 -- Weights, parameters and the request's context are unpacked once into
 -- variables: per row there is only arithmetic and a few primary-key probes.
+-- p_tag_affinities: the viewer's tag affinities for these posts
+-- (_tag_affinities), read by the caller, which also builds tag reasons from
+-- them; '{}' when the profile does not weight tag_affinity.
+DROP FUNCTION IF EXISTS feed._score_posts(bigint, jsonb, text, jsonb, bigint[], text[], double precision[],
+                                          timestamptz);
 CREATE OR REPLACE FUNCTION feed._score_posts(
     p_user_id bigint, p_viewer jsonb, p_profile text, p_context jsonb,
-    p_post_ids bigint[], p_sources text[], p_collab double precision[], p_now timestamptz)
+    p_post_ids bigint[], p_sources text[], p_collab double precision[], p_now timestamptz,
+    p_tag_affinities jsonb)
 RETURNS TABLE (post_id bigint, author_id bigint, source text, score double precision, components double precision[])
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -596,8 +611,6 @@ DECLARE
     v_collectives bigint[] := feed._bigints(p_viewer -> 'collectives');
     v_top_types jsonb := coalesce(p_viewer -> 'top_post_types', '{}');
     v_categories jsonb := coalesce(p_viewer -> 'category_affinity', '{}');
-    v_half_life double precision := extract(epoch FROM feed._setting_interval('category_affinity_half_life'));
-    v_tag_affinities jsonb := '{}';
     -- the viewer's moving averages (feed.user_signals): how much each kind of
     -- engagement weighs in viewer_engagement
     v_like_rate double precision := 0;
@@ -647,13 +660,6 @@ BEGIN
     v_context_factors := v_connection_slow::int + v_big_screen::int + coalesce(v_night, false)::int;
     IF w_taste <> 0 THEN
         SELECT t.taste INTO v_taste FROM feed.user_taste t WHERE t.user_id = p_user_id AND t.strength > 0;
-    END IF;
-    IF w_tag <> 0 AND p_user_id IS NOT NULL THEN
-        -- the viewer's affinities for the candidates' tags, read once
-        v_tag_affinities := feed._tag_affinities(
-            p_user_id, ARRAY(SELECT DISTINCT t.tag FROM feed.posts p CROSS JOIN LATERAL unnest(p.tags) AS t(tag)
-                             WHERE p.post_id = ANY (p_post_ids)),
-            p_now, v_half_life);
     END IF;
 
     RETURN QUERY
@@ -715,7 +721,7 @@ BEGIN
                -- tags, over its tag_top_k strongest (untagged: 0)
                CASE WHEN w_tag = 0 OR p_user_id IS NULL OR coalesce(cardinality(p.tags), 0) = 0 THEN 0
                     ELSE coalesce((SELECT sum(m.affinity)
-                                   FROM feed._tag_matches(p.tags, v_tag_affinities, tag_top_k) m), 0)
+                                   FROM feed._tag_matches(p.tags, p_tag_affinities, tag_top_k) m), 0)
                          / least(tag_top_k, cardinality(p.tags)) END AS tag_affinity
         FROM c
         JOIN feed.posts p ON p.post_id = c.post_id
@@ -1077,14 +1083,13 @@ BEGIN
     IF v_session.mode = 'personalized' THEN
         v_epsilon := coalesce((v_profile.params ->> 'epsilon')::double precision, feed._setting_number('epsilon'));
         v_quotas := feed._quota_counts(v_profile.source_quotas, p_page_size, v_epsilon, v_session.seed, v_page_no);
+        v_tag_affinities := '{}';
         IF p_user_id IS NOT NULL AND coalesce((v_profile.weights ->> 'tag_affinity')::double precision, 0) <> 0 THEN
-            -- the tags behind each candidate's tag_affinity, built before the
-            -- page is written: no query may run inside the statement writing it
-            -- on a Citus cluster
-            v_tag_affinities := feed._tag_affinities(
-                p_user_id, ARRAY(SELECT DISTINCT t.tag FROM feed.posts p CROSS JOIN LATERAL unnest(p.tags) AS t(tag)
-                                 WHERE p.post_id = ANY (v_ids)),
-                v_now, extract(epoch FROM feed._setting_interval('category_affinity_half_life')));
+            -- the viewer's tag affinities, read once for scoring and for the
+            -- tags behind each candidate's tag_affinity; the reasons are built
+            -- before the page is written, since on a Citus cluster no query may
+            -- run inside the statement writing it
+            v_tag_affinities := feed._tag_affinities(p_user_id, v_ids, v_now);
             SELECT jsonb_object_agg(p.post_id, feed._tag_reasons(p.tags, v_tag_affinities,
                                                                  feed._tag_top_k(v_profile.params)))
             INTO v_tag_reasons
@@ -1096,7 +1101,7 @@ BEGIN
             SELECT s.*, cat.category, cat.created_at,
                    row_number() OVER (PARTITION BY s.author_id ORDER BY s.score DESC, s.post_id) - 1 AS k
             FROM feed._score_posts(p_user_id, v_viewer, v_profile.name, v_context, v_ids, v_sources, v_collab,
-                                   v_now) s
+                                   v_now, v_tag_affinities) s
             JOIN unnest(v_ids, v_categories, v_created) AS cat(post_id, category, created_at) ON cat.post_id = s.post_id
         ), discounted AS (
             -- the k-th post of an author on a page is worth 0.75 * 0.5^k + 0.25 of its score
@@ -1210,6 +1215,8 @@ DECLARE
     v_excluded text[] := '{}';
     v_scored record;
     v_profile feed.ranking_profiles;
+    v_weights_tags boolean;
+    v_tag_affinities jsonb;
 BEGIN
     -- another viewer's hidden, reported and seen posts are theirs alone
     PERFORM feed._authorize_viewer(p_user_id);
@@ -1251,11 +1258,15 @@ BEGIN
              THEN 'out_of_network' END
     ], NULL);
 
+    SELECT * INTO v_profile FROM feed.ranking_profiles r WHERE r.name = v_context ->> 'profile';
+    v_weights_tags := p_user_id IS NOT NULL
+                      AND coalesce((v_profile.weights ->> 'tag_affinity')::double precision, 0) <> 0;
+    v_tag_affinities := CASE WHEN v_weights_tags THEN feed._tag_affinities(p_user_id, ARRAY[p_post_id], v_now)
+                             ELSE '{}' END;
     SELECT * INTO v_scored
     FROM feed._score_posts(p_user_id, v_viewer, v_context ->> 'profile', v_context, ARRAY[p_post_id],
-                           ARRAY['explain'], ARRAY[NULL::double precision], v_now);
+                           ARRAY['explain'], ARRAY[NULL::double precision], v_now, v_tag_affinities);
 
-    SELECT * INTO v_profile FROM feed.ranking_profiles r WHERE r.name = v_context ->> 'profile';
     RETURN jsonb_build_object(
         'user_id', p_user_id,
         'post_id', p_post_id,
@@ -1267,10 +1278,8 @@ BEGIN
         'weights', v_profile.weights)
         || feed._reasons(v_context ->> 'profile', v_profile.weights,
                          v_context ->> 'mode', 'explain', v_scored.components, v_scored.score, '{}')
-        || CASE WHEN p_user_id IS NOT NULL AND coalesce((v_profile.weights ->> 'tag_affinity')::double precision, 0) <> 0
-                THEN feed._tag_reasons(v_post.tags, feed._tag_affinities(p_user_id, v_post.tags, v_now,
-                         extract(epoch FROM feed._setting_interval('category_affinity_half_life'))),
-                                       feed._tag_top_k(v_profile.params))
+        || CASE WHEN v_weights_tags
+                THEN feed._tag_reasons(v_post.tags, v_tag_affinities, feed._tag_top_k(v_profile.params))
                 ELSE '{}' END;
 END
 $func$;

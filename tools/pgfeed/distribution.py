@@ -36,9 +36,6 @@ DISTRIBUTED_BY_VIEWER: dict[str, str] = {
     "user_post_state": "user_id", "follows": "follower_id", "collective_members": "user_id",
     "interactions": "user_id", "feed_sessions": "viewer_key", "feed_session_items": "viewer_key",
 }
-# Per-viewer tables whose schema cannot be distributed yet, and why: the
-# distribution column must be NOT NULL and part of every unique key.
-NOT_YET_DISTRIBUTABLE: dict[str, str] = {}
 # post_embeddings before posts: the posts triggers write it on every node.
 # blocks: a block hides content both ways, so a viewer's feed reads who blocked
 # them as well as whom they blocked; a copy on every node answers both without
@@ -81,28 +78,24 @@ _PROPAGATED_SQL = (
     " p.oid IN (SELECT objid FROM table_typed) OR EXISTS (SELECT 1 FROM pg_catalog.pg_aggregate a"
     "  WHERE a.aggfnoid = p.oid AND (a.aggtransfn::oid IN (SELECT objid FROM table_typed)"
     "   OR a.aggfinalfn::oid IN (SELECT objid FROM table_typed))),"
-    " l.lanname, p.prosrc"
-    " FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang"
+    " p.prosrc"
+    " FROM pg_catalog.pg_proc p"
     " LEFT JOIN pg_catalog.pg_dist_object o ON o.classid = 'pg_catalog.pg_proc'::regclass AND o.objid = p.oid"
     " WHERE p.pronamespace = 'feed'::regnamespace AND p.prokind IN ('f', 'a') ORDER BY 1")
 
 
 def _coordinator_functions(functions: list[tuple]) -> set[str]:
     """The functions that stay on the coordinator: those reading a coordinator-only
-    table (the analytics), and the LANGUAGE sql ones calling those (a worker
-    could not create them: their bodies are checked against its catalog)."""
+    table (the analytics), which only coordinator-run jobs call and which would be
+    dead code on a worker."""
     tables = [f"feed.{table}" for table in COORDINATOR_ONLY]
-    staying = {row[0] for row in functions if row[5] and any(t in row[5] for t in tables)}
-    while True:
-        names = {signature.split("(")[0] + "(" for signature in staying}
-        more = {row[0] for row in functions
-                if row[0] not in staying and row[4] == "sql" and row[5] and any(n in row[5] for n in names)}
-        if not more:
-            return staying
-        staying |= more
+    return {row[0] for row in functions if row[4] and any(t in row[4] for t in tables)}
+
+
 _ENTRY_POINTS_SQL = (
     "SELECT p.oid::regprocedure::text, coalesce(%s = ANY (p.proconfig), false) FROM pg_catalog.pg_proc p"
     " WHERE p.pronamespace = 'feed'::regnamespace AND p.prokind = 'f' AND p.prosecdef ORDER BY 1")
+
 
 @dataclass
 class CitusStatus:
@@ -206,7 +199,7 @@ def distribution_steps(conn: psycopg.Connection) -> list[tuple[str, str]]:
     delegated = {f"feed.{signature}" for signature in DELEGATED}
     staying = _coordinator_functions(functions)
     late = []
-    for signature, everywhere, _, needs_tables, _, _ in functions:
+    for signature, everywhere, _, needs_tables, _ in functions:
         if not everywhere and signature not in delegated and signature not in staying:
             step = (f"propagate {signature.split('(')[0]}",
                     f"SELECT pg_catalog.create_distributed_function('{signature}')")
@@ -290,19 +283,26 @@ def doctor_check(conn: psycopg.Connection) -> dict | None:
         return None
     if status.workers == 0 and not status.placed:
         return {"status": "ok", "detail": status.summary(), "fix": None}
-    problems = []
+    # what is missing is what migrate would still do; beside it, what is placed wrongly
+    steps = [what for what, _ in distribution_steps(conn) if not what.startswith("drop ")]
+    functions = [what for what in steps if what.startswith("propagate ")]
+    pending = [what for what in steps if not what.startswith("propagate ")]
+    if functions:
+        pending.append(f"propagate {len(functions)} functions to the workers")
+    problems = [f"to do: {', '.join(pending[:8])}{f' (and {len(pending) - 8} more)' if len(pending) > 8 else ''}"
+                ] if pending else []
     anchor = status.placed.get(ANCHOR)
     for table, column in DISTRIBUTED_BY_VIEWER.items():
         placed = status.placed.get(table)
         if placed is None:
-            problems.append(f"feed.{table} is not distributed")
-        elif placed[0] != "h" or placed[1] != column:
+            continue
+        if placed[0] != "h" or placed[1] != column:
             problems.append(f"feed.{table} is not distributed by {column}")
         elif anchor is not None and placed[2] != anchor[2]:
             problems.append(f"feed.{table} is not colocated with feed.{ANCHOR}")
     for table in REFERENCE:
         placed = status.placed.get(table)
-        if placed is None or placed[0] != "n":
+        if placed is not None and placed[0] != "n":
             problems.append(f"feed.{table} is not a reference table")
     nodes = conn.execute("SELECT count(*) FROM pg_catalog.pg_dist_node WHERE noderole = 'primary' AND isactive"
                          ).fetchone()[0]
@@ -314,19 +314,6 @@ def doctor_check(conn: psycopg.Connection) -> dict | None:
         " AND (SELECT count(*) FROM pg_catalog.pg_dist_placement pl WHERE pl.shardid = s.shardid) < %s"
         " ORDER BY 1", [nodes]).fetchall()
     problems += [f"feed.{name} is not on every node" for (name,) in short]
-    functions = conn.execute(_PROPAGATED_SQL).fetchall()
-    propagated = {row[0]: (row[1], row[2]) for row in functions}
-    staying = _coordinator_functions(functions)
-    local = [s.split("(")[0] for s, (everywhere, _) in propagated.items() if not everywhere and s not in staying]
-    if local:
-        problems.append(f"{len(local)} functions are not on the workers ({', '.join(local[:3])}"
-                        f"{', ...' if len(local) > 3 else ''})")
-    for signature in DELEGATED:
-        if not propagated.get(f"feed.{signature}", (False, False))[1]:
-            problems.append(f"feed.{signature.split('(')[0]} is not delegated by p_user_id")
-    for signature, custom in conn.execute(_ENTRY_POINTS_SQL, [CUSTOM_PLANS]).fetchall():
-        if not custom:
-            problems.append(f"{signature.split('(')[0]} does not force custom plans")
     if problems:
         return {"status": "fail", "detail": f"{status.summary()}; " + "; ".join(problems),
                 "fix": "pgfeed migrate (it distributes what is missing)"}
