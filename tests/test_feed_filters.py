@@ -121,6 +121,35 @@ def test_one_category_takes_at_most_its_share_while_others_have_candidates(db, m
     assert sum(c == "art" for c in category_of(db, [r[1] for r in rows]).values()) == 20
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_a_repeat_counts_against_the_category_share_of_the_unseen_rows(db, mode):
+    # 13 posts, 7 music (the most trending and newest) and 6 art; the viewer has
+    # seen one music post, so a page of 12 holds 11 unseen rows and 1 repeat.
+    # The repeat is music: the unseen rows must then take 5 music and all 6 art,
+    # not 6 music (the share of a page of 12 is 6) beside the music repeat.
+    for i in range(1, 8):
+        add_post(db, i, author_id=300 + i, category="music", age=f"{i} minutes", like_count=100 - i)
+    for i in range(8, 14):
+        add_post(db, i, author_id=300 + i, category="art", age=f"{i} days")
+    seen(db, 1, 4, 1)
+    rows = page(db, 1, 12, None, {"mode": mode})
+    assert len(rows) == 12 and [r[1] for r in rows if r[5]] == [4]
+    cats = category_of(db, [r[1] for r in rows])
+    assert sorted(cats.values()).count("music") == 6 and sorted(cats.values()).count("art") == 6
+    # and the other way round: a repeat is picked from the category the unseen rows leave room in
+    db.execute("TRUNCATE feed.seen_posts, feed.feed_sessions CASCADE")
+    seen(db, 1, 5, 2)    # music, least recently seen: first in the repeats' order
+    seen(db, 1, 9, 1)    # art
+    for i in range(8, 14):
+        if i != 9:
+            db.execute("UPDATE feed.posts SET category = 'music' WHERE post_id = %s", [i])
+    # unseen: 11 music, every one of them needed; one repeat: the art one, though
+    # the music one was seen longer ago
+    setting(db, "max_repeats_per_page", "1")
+    rows = page(db, 1, 12, None, {"mode": mode})
+    assert [r[1] for r in rows if r[5]] == [9], rows
+
+
 # ---------------------------------------------------------------------------
 # personalization_enabled
 

@@ -910,6 +910,12 @@ DECLARE
     v_rep_authors bigint[];
     v_rep_categories text[];
     v_rep_seen timestamptz[];
+    v_scores double precision[];
+    v_diversity double precision[];
+    v_components double precision[];  -- one row of feed._components() per candidate
+    v_tag_component integer := array_position(feed._components(), 'tag_affinity');
+    v_pick integer[];
+    v_rep_pick integer[];
     v_repeats integer := 0;
     v_fresh integer;
     v_top integer;
@@ -1080,6 +1086,9 @@ BEGIN
     -- unseen row when fewer unseen rows than protected ranks are left)
     v_top := least(v_protected, v_fresh);
 
+    -- the page's candidates in preference order (v_ids and the arrays beside
+    -- it): in the personalized mode scored, discounted and prioritized by
+    -- quota; in every other mode the mode's order, as the ladder found them
     IF v_session.mode = 'personalized' THEN
         v_epsilon := coalesce((v_profile.params ->> 'epsilon')::double precision, feed._setting_number('epsilon'));
         v_quotas := feed._quota_counts(v_profile.source_quotas, p_page_size, v_epsilon, v_session.seed, v_page_no);
@@ -1095,8 +1104,6 @@ BEGIN
             INTO v_tag_reasons
             FROM feed.posts p WHERE p.post_id = ANY (v_ids) AND cardinality(p.tags) > 0;
         END IF;
-        INSERT INTO feed.feed_session_items (viewer_key, session_id, page_no, rank, post_id, author_id, score, source,
-                                             is_repeat, reasons)
         WITH scored AS (
             SELECT s.*, cat.category, cat.created_at,
                    row_number() OVER (PARTITION BY s.author_id ORDER BY s.score DESC, s.post_id) - 1 AS k
@@ -1130,24 +1137,45 @@ BEGIN
             SELECT d.*, CASE WHEN d.priority = 0 THEN 'explore' ELSE d.source END AS shown_source,
                    row_number() OVER (ORDER BY d.priority, d.score * d.diversity DESC, d.post_id) AS ord
             FROM prioritized d
-        ), chosen AS (
-            -- one call of _pick for the page (in FROM: never once per row)
-            SELECT x.ord FROM (SELECT array_agg(o.author_id ORDER BY o.ord) AS authors,
-                                      array_agg(o.category ORDER BY o.ord) AS categories FROM ordered o) a
-            CROSS JOIN LATERAL unnest(feed._pick(a.authors, a.categories, NULL, NULL, v_fresh, v_cap, v_category_cap))
-                AS x(ord)
-        ), picked AS (
-            SELECT o.* FROM ordered o JOIN chosen c ON c.ord = o.ord
-        ), ranked AS (
-            SELECT p.*, row_number() OVER (ORDER BY p.score * p.diversity DESC, p.post_id) AS q FROM picked p
         )
-        SELECT v_session.viewer_key, v_session.session_id, v_page_no, CASE WHEN p.q <= v_top THEN p.q ELSE p.q + v_repeats END,
-               p.post_id, p.author_id, p.score * p.diversity, p.shown_source, false,
-               feed._reasons(v_profile.name, v_profile.weights, v_session.mode, p.shown_source, p.components, p.score,
-                             jsonb_build_object('author_diversity', p.diversity))
-               || CASE WHEN p.components[array_position(feed._components(), 'tag_affinity')] <> 0
-                       THEN coalesce(v_tag_reasons -> p.post_id::text, '{}') ELSE '{}' END
-        FROM ranked p;
+        SELECT array_agg(o.post_id ORDER BY o.ord), array_agg(o.author_id ORDER BY o.ord),
+               array_agg(o.category ORDER BY o.ord), array_agg(o.shown_source ORDER BY o.ord),
+               array_agg(o.score ORDER BY o.ord), array_agg(o.diversity ORDER BY o.ord),
+               array_agg(o.components ORDER BY o.ord)
+        INTO v_ids, v_authors, v_categories, v_sources, v_scores, v_diversity, v_components
+        FROM ordered o;
+    END IF;
+
+    -- which candidates make the page. The number of unseen rows and of
+    -- repeats is fixed; the caps count both: the unseen rows are picked, the
+    -- repeats picked beside them, and the unseen rows picked again beside the
+    -- repeats, so that neither pool fills a category or an author's share
+    -- that the other could have left room in
+    v_pick := feed._pick(v_authors, v_categories, NULL, NULL, v_fresh, v_cap, v_category_cap);
+    IF v_repeats > 0 THEN
+        v_rep_pick := feed._pick(v_rep_authors, v_rep_categories,
+                                 ARRAY(SELECT v_authors[x.i] FROM unnest(v_pick) AS x(i)),
+                                 ARRAY(SELECT v_categories[x.i] FROM unnest(v_pick) AS x(i)),
+                                 v_repeats, v_cap, v_category_cap);
+        v_pick := feed._pick(v_authors, v_categories,
+                             ARRAY(SELECT v_rep_authors[x.i] FROM unnest(v_rep_pick) AS x(i)),
+                             ARRAY(SELECT v_rep_categories[x.i] FROM unnest(v_rep_pick) AS x(i)),
+                             v_fresh, v_cap, v_category_cap);
+    END IF;
+
+    IF v_session.mode = 'personalized' THEN
+        -- picked rows ranked by their discounted score
+        INSERT INTO feed.feed_session_items (viewer_key, session_id, page_no, rank, post_id, author_id, score, source,
+                                             is_repeat, reasons)
+        SELECT v_session.viewer_key, v_session.session_id, v_page_no, CASE WHEN r.q <= v_top THEN r.q ELSE r.q + v_repeats END,
+               v_ids[r.i], v_authors[r.i], v_scores[r.i] * v_diversity[r.i], v_sources[r.i], false,
+               feed._reasons(v_profile.name, v_profile.weights, v_session.mode, v_sources[r.i], r.components,
+                             v_scores[r.i], jsonb_build_object('author_diversity', v_diversity[r.i]))
+               || CASE WHEN r.components[v_tag_component] <> 0
+                       THEN coalesce(v_tag_reasons -> v_ids[r.i]::text, '{}') ELSE '{}' END
+        FROM (SELECT x.i, ARRAY(SELECT unnest(v_components[x.i:x.i][:])) AS components,
+                     row_number() OVER (ORDER BY v_scores[x.i] * v_diversity[x.i] DESC, v_ids[x.i]) AS q
+              FROM unnest(v_pick) AS x(i)) r;
     ELSE
         INSERT INTO feed.feed_session_items (viewer_key, session_id, page_no, rank, post_id, author_id, score, source,
                                              is_repeat, reasons)
@@ -1161,12 +1189,11 @@ BEGIN
                jsonb_build_object('mode', v_session.mode, 'source', u.source,
                                   'trending_score', p.trending_score, 'created_at', p.created_at)
         FROM (SELECT v_ids[x.i] AS post_id, v_sources[x.i] AS source, row_number() OVER (ORDER BY x.i) AS q
-              FROM unnest(feed._pick(v_authors, v_categories, NULL, NULL, v_fresh, v_cap, v_category_cap)) AS x(i)) u
+              FROM unnest(v_pick) AS x(i)) u
         JOIN feed.posts p ON p.post_id = u.post_id;
     END IF;
 
-    -- the repeats: least recently seen first, within the caps while possible,
-    -- the rows already on the page counted
+    -- the repeats: least recently seen first, right after the protected top
     IF v_repeats > 0 THEN
         INSERT INTO feed.feed_session_items (viewer_key, session_id, page_no, rank, post_id, author_id, score, source,
                                              is_repeat, reasons)
@@ -1174,13 +1201,7 @@ BEGIN
                v_rep_ids[x.i], v_rep_authors[x.i], 0, 'repeat', true,
                jsonb_build_object('mode', v_session.mode, 'profile', v_session.profile, 'source', 'repeat',
                                   'last_seen_at', v_rep_seen[x.i])
-        FROM unnest(feed._pick(v_rep_authors, v_rep_categories,
-                               (SELECT array_agg(i.author_id) FROM feed.feed_session_items i
-                                WHERE i.viewer_key = v_session.viewer_key AND i.session_id = v_session.session_id AND i.page_no = v_page_no),
-                               (SELECT array_agg(p.category) FROM feed.feed_session_items i
-                                JOIN feed.posts p ON p.post_id = i.post_id
-                                WHERE i.viewer_key = v_session.viewer_key AND i.session_id = v_session.session_id AND i.page_no = v_page_no),
-                               v_repeats, v_cap, v_category_cap)) AS x(i);
+        FROM unnest(v_rep_pick) AS x(i);
     END IF;
 
     UPDATE feed.feed_sessions s SET pages_served = v_page_no WHERE s.viewer_key = v_session.viewer_key AND s.session_id = v_session.session_id;
