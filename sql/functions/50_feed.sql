@@ -252,6 +252,8 @@ RETURNS TABLE (post_id bigint, author_id bigint, category text, created_at times
                collab double precision, last_seen_at timestamptz, sort_key double precision)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+-- the taste source's search breadth, set below for this call only
+SET hnsw.ef_search = 40
 AS $func$
 DECLARE
     v_personal boolean := p_mode = 'personalized' AND NOT p_repeats;
@@ -280,6 +282,7 @@ DECLARE
     v_live_ids bigint[] := '{}';
     v_live_scores double precision[] := '{}';
     v_similar_ids bigint[] := '{}';
+    v_taste_limit integer;
     -- the value the per-viewer tables are read by: the viewer, or for an
     -- anonymous viewer the session's seed. The candidate statement then names
     -- one value of the distribution column everywhere, which a Citus cluster
@@ -313,8 +316,14 @@ BEGIN
         END IF;
         IF to_regprocedure('feed._taste_candidates(bigint,integer)') IS NOT NULL
            AND EXISTS (SELECT 1 FROM feed.user_taste t WHERE t.user_id = p_user_id AND t.strength > 0) THEN
+            -- a third of a source's share, at least 8, searched twice as
+            -- broadly: the HNSW search was the costliest part of a page (with
+            -- 1M posts, about 1,200 buffers at 24 nearest and ef_search 40,
+            -- 600 at 8 and 16); the other sources bring the rest of the page
+            v_taste_limit := least(greatest(p_limit / 3, 8), 1000);
+            PERFORM set_config('hnsw.ef_search', least(2 * v_taste_limit, 1000)::text, true);
             SELECT coalesce(array_agg(t.post_id), '{}') INTO v_similar_ids
-            FROM feed._taste_candidates(p_user_id, least(p_limit, 1000)) t;
+            FROM feed._taste_candidates(p_user_id, v_taste_limit) t;
         END IF;
         -- a profile whose following slots are the newest posts of followed authors
         v_following_newest := coalesce((SELECT (r.params ->> 'following_newest')::double precision > 0
@@ -745,30 +754,42 @@ END
 $func$;
 
 -------------------------------------------------------------------------------
--- _reasons: why a post is on the page: profile, source, each weighted
--- component's value and contribution, the profile's formula score
+-- _reasons: why each post of a page is there: profile, source, each
+-- weighted component's value and contribution, the profile's formula score
 -- (formula_score, also base_score) and, separately, each multiplier applied
--- after it (score = formula_score x every multiplier)
+-- after it (score = formula_score x every multiplier). For the rows p_rows of
+-- the candidate arrays; p_components holds one row of feed._components() per
+-- candidate. A SQL-standard body, so that the planner inlines it into the
+-- statement writing the page: called as a function (a query of its own, once
+-- per row or even once per page) it cost 0.3 to 1 ms a page. Its names are
+-- bound when it is created, under the install's pinned search_path, so it
+-- needs no SET clause of its own.
+DROP FUNCTION IF EXISTS feed._reasons(text, jsonb, text, text, double precision[], double precision, jsonb);
 CREATE OR REPLACE FUNCTION feed._reasons(
-    p_profile text, p_weights jsonb, p_mode text, p_source text, p_components double precision[],
-    p_base_score double precision, p_multipliers jsonb)
-RETURNS jsonb
+    p_profile text, p_weights jsonb, p_mode text, p_rows integer[], p_sources text[],
+    p_components double precision[], p_base_scores double precision[], p_multipliers jsonb[])
+RETURNS TABLE (row_no integer, reasons jsonb)
 LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $func$
-    SELECT jsonb_build_object(
+BEGIN ATOMIC
+    SELECT r.row_no, pg_catalog.jsonb_build_object(
         'profile', p_profile,
         'mode', p_mode,
-        'source', p_source,
-        'formula_score', p_base_score,
-        'base_score', p_base_score,
-        'components', coalesce(jsonb_object_agg(n.name, round(p_components[n.i]::numeric, 6)), '{}'),
-        'contributions', coalesce(jsonb_object_agg(n.name, round(
-            ((p_weights ->> n.name)::double precision * p_components[n.i])::numeric, 6)), '{}'),
-        'multipliers', p_multipliers)
-    FROM unnest(feed._components()) WITH ORDINALITY AS n(name, i)
-    WHERE coalesce((p_weights ->> n.name)::double precision, 0) <> 0
-$func$;
+        'source', p_sources[r.row_no],
+        'formula_score', p_base_scores[r.row_no],
+        'base_score', p_base_scores[r.row_no],
+        'components', coalesce(c.components, '{}'::jsonb),
+        'contributions', coalesce(c.contributions, '{}'::jsonb),
+        'multipliers', p_multipliers[r.row_no])
+    FROM pg_catalog.unnest(p_rows) AS r(row_no)
+    CROSS JOIN LATERAL (
+        SELECT pg_catalog.jsonb_object_agg(n.name, pg_catalog.round(p_components[r.row_no][n.i]::numeric, 6))
+                   AS components,
+               pg_catalog.jsonb_object_agg(n.name, pg_catalog.round(
+                   ((p_weights OPERATOR(pg_catalog.->>) n.name)::double precision
+                    OPERATOR(pg_catalog.*) p_components[r.row_no][n.i])::numeric, 6)) AS contributions
+        FROM pg_catalog.unnest(feed._components()) WITH ORDINALITY AS n(name, i)
+        WHERE coalesce((p_weights OPERATOR(pg_catalog.->>) n.name)::double precision, 0) OPERATOR(pg_catalog.<>) 0) c;
+END;
 
 -------------------------------------------------------------------------------
 -- _quota_counts: slots per source for a page (largest remainder), plus the
@@ -913,6 +934,7 @@ DECLARE
     v_scores double precision[];
     v_diversity double precision[];
     v_components double precision[];  -- one row of feed._components() per candidate
+    v_multipliers jsonb[];
     v_tag_component integer := array_position(feed._components(), 'tag_affinity');
     v_pick integer[];
     v_rep_pick integer[];
@@ -1141,8 +1163,9 @@ BEGIN
         SELECT array_agg(o.post_id ORDER BY o.ord), array_agg(o.author_id ORDER BY o.ord),
                array_agg(o.category ORDER BY o.ord), array_agg(o.shown_source ORDER BY o.ord),
                array_agg(o.score ORDER BY o.ord), array_agg(o.diversity ORDER BY o.ord),
-               array_agg(o.components ORDER BY o.ord)
-        INTO v_ids, v_authors, v_categories, v_sources, v_scores, v_diversity, v_components
+               array_agg(o.components ORDER BY o.ord),
+               array_agg(jsonb_build_object('author_diversity', o.diversity) ORDER BY o.ord)
+        INTO v_ids, v_authors, v_categories, v_sources, v_scores, v_diversity, v_components, v_multipliers
         FROM ordered o;
     END IF;
 
@@ -1169,13 +1192,12 @@ BEGIN
                                              is_repeat, reasons)
         SELECT v_session.viewer_key, v_session.session_id, v_page_no, CASE WHEN r.q <= v_top THEN r.q ELSE r.q + v_repeats END,
                v_ids[r.i], v_authors[r.i], v_scores[r.i] * v_diversity[r.i], v_sources[r.i], false,
-               feed._reasons(v_profile.name, v_profile.weights, v_session.mode, v_sources[r.i], r.components,
-                             v_scores[r.i], jsonb_build_object('author_diversity', v_diversity[r.i]))
-               || CASE WHEN r.components[v_tag_component] <> 0
-                       THEN coalesce(v_tag_reasons -> v_ids[r.i]::text, '{}') ELSE '{}' END
-        FROM (SELECT x.i, ARRAY(SELECT unnest(v_components[x.i:x.i][:])) AS components,
-                     row_number() OVER (ORDER BY v_scores[x.i] * v_diversity[x.i] DESC, v_ids[x.i]) AS q
-              FROM unnest(v_pick) AS x(i)) r;
+               e.reasons || CASE WHEN v_components[r.i][v_tag_component] <> 0
+                                 THEN coalesce(v_tag_reasons -> v_ids[r.i]::text, '{}') ELSE '{}' END
+        FROM (SELECT x.i, row_number() OVER (ORDER BY v_scores[x.i] * v_diversity[x.i] DESC, v_ids[x.i]) AS q
+              FROM unnest(v_pick) AS x(i)) r
+        JOIN feed._reasons(v_profile.name, v_profile.weights, v_session.mode, v_pick, v_sources, v_components,
+                           v_scores, v_multipliers) e ON e.row_no = r.i;
     ELSE
         INSERT INTO feed.feed_session_items (viewer_key, session_id, page_no, rank, post_id, author_id, score, source,
                                              is_repeat, reasons)
@@ -1297,8 +1319,9 @@ BEGIN
         'last_seen_at', v_seen.last_seen_at,
         'score', v_scored.score,
         'weights', v_profile.weights)
-        || feed._reasons(v_context ->> 'profile', v_profile.weights,
-                         v_context ->> 'mode', 'explain', v_scored.components, v_scored.score, '{}')
+        || (SELECT r.reasons FROM feed._reasons(v_context ->> 'profile', v_profile.weights, v_context ->> 'mode',
+                                                ARRAY[1], ARRAY['explain'], ARRAY[v_scored.components],
+                                                ARRAY[v_scored.score], ARRAY['{}'::jsonb]) r)
         || CASE WHEN v_weights_tags
                 THEN feed._tag_reasons(v_post.tags, v_tag_affinities, feed._tag_top_k(v_profile.params))
                 ELSE '{}' END;
