@@ -193,6 +193,23 @@ def test_similar_posts_and_taste_candidates_use_the_hnsw_index(db):
     assert "post_embeddings_hnsw_idx" in plans
 
 
+def test_the_similar_source_serves_profiles_that_weight_taste_only(db):
+    rng = random.Random(11)
+    vectors = clustered_vectors(rng, 200)
+    insert_posts(db, vectors)
+    db.execute("SELECT feed.record_interaction(7, 5, 'like')")
+    # the ladder widens the source (one category: every step is taken), at most 64 nearest
+    nearest = {r[0] for r in db.execute("SELECT post_id FROM feed._taste_candidates(7, 64)").fetchall()}
+    rows = db.execute("SELECT post_id, source FROM feed.get_personalized_feed(7, 12, NULL, '{\"profile\": \"hybrid\"}')"
+                      ).fetchall()
+    similar_rows = {p for p, source in rows if source == "similar"}
+    assert similar_rows and similar_rows <= nearest
+    # default weights no taste: its pages never pay for the nearest-neighbour search
+    rows = db.execute("SELECT post_id, source FROM feed.get_personalized_feed(7, 12, NULL, '{\"profile\": \"default\"}')"
+                      ).fetchall()
+    assert rows and not [p for p, source in rows if source == "similar"]
+
+
 # ---------------------------------------------------------------------------
 # _taste_candidates
 

@@ -283,6 +283,7 @@ DECLARE
     v_live_scores double precision[] := '{}';
     v_similar_ids bigint[] := '{}';
     v_taste_limit integer;
+    v_weights_taste boolean;
     -- the value the per-viewer tables are read by: the viewer, or for an
     -- anonymous viewer the session's seed. The candidate statement then names
     -- one value of the distribution column everywhere, which a Citus cluster
@@ -314,7 +315,18 @@ BEGIN
             INTO v_live_ids, v_live_scores
             FROM feed._live_collaborative(p_user_id, least(p_limit, 1000)) l;
         END IF;
-        IF to_regprocedure('feed._taste_candidates(bigint,integer)') IS NOT NULL
+        SELECT coalesce((r.params ->> 'following_newest')::double precision > 0, false),
+               coalesce((r.weights ->> 'taste_similarity')::double precision, 0) > 0
+        INTO v_following_newest, v_weights_taste
+        FROM feed.ranking_profiles r WHERE r.name = p_context ->> 'profile';
+        -- following_newest: the following slots are the newest posts of followed authors
+        v_following_newest := coalesce(v_following_newest, false);
+        -- the similar source only for a profile that weights taste_similarity:
+        -- the HNSW search is the costliest read of a page, and a profile that
+        -- does not weight taste ranks what it finds by signals that did not
+        -- find it (measured: 3 of 29,736 rows of default-profile pages at 1M posts)
+        IF coalesce(v_weights_taste, false)
+           AND to_regprocedure('feed._taste_candidates(bigint,integer)') IS NOT NULL
            AND EXISTS (SELECT 1 FROM feed.user_taste t WHERE t.user_id = p_user_id AND t.strength > 0) THEN
             -- a third of a source's share, at least 8, searched twice as
             -- broadly: the HNSW search was the costliest part of a page (with
@@ -325,9 +337,6 @@ BEGIN
             SELECT coalesce(array_agg(t.post_id), '{}') INTO v_similar_ids
             FROM feed._taste_candidates(p_user_id, v_taste_limit) t;
         END IF;
-        -- a profile whose following slots are the newest posts of followed authors
-        v_following_newest := coalesce((SELECT (r.params ->> 'following_newest')::double precision > 0
-                                        FROM feed.ranking_profiles r WHERE r.name = p_context ->> 'profile'), false);
     END IF;
 
     RETURN QUERY
