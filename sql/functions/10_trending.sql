@@ -82,7 +82,9 @@ $func$;
 -- _posts_rescore: a post's trending_score follows its counters: at insert (a
 -- new post competes in the trending source before the next heartbeat) and
 -- whenever a counter of the formula changes (the "reflex"
--- update), with the operator's weights
+-- update), with the operator's weights. The write path's own update
+-- (_bump_post) sets the score itself, in the same statement, and the
+-- trigger's condition then leaves it alone.
 CREATE OR REPLACE FUNCTION feed._posts_rescore()
 RETURNS trigger
 LANGUAGE plpgsql VOLATILE
@@ -108,10 +110,11 @@ CREATE OR REPLACE TRIGGER posts_score_on_insert
 CREATE OR REPLACE TRIGGER posts_rescore
     BEFORE UPDATE OF like_count, comment_count, share_count, gift_amount, tip_amount, created_at ON feed.posts
     FOR EACH ROW
-    WHEN (OLD.like_count IS DISTINCT FROM NEW.like_count
-          OR OLD.comment_count IS DISTINCT FROM NEW.comment_count
-          OR OLD.share_count IS DISTINCT FROM NEW.share_count
-          OR OLD.gift_amount IS DISTINCT FROM NEW.gift_amount
-          OR OLD.tip_amount IS DISTINCT FROM NEW.tip_amount
-          OR OLD.created_at IS DISTINCT FROM NEW.created_at)
+    WHEN ((OLD.like_count IS DISTINCT FROM NEW.like_count
+           OR OLD.comment_count IS DISTINCT FROM NEW.comment_count
+           OR OLD.share_count IS DISTINCT FROM NEW.share_count
+           OR OLD.gift_amount IS DISTINCT FROM NEW.gift_amount
+           OR OLD.tip_amount IS DISTINCT FROM NEW.tip_amount
+           OR OLD.created_at IS DISTINCT FROM NEW.created_at)
+          AND OLD.trending_score IS NOT DISTINCT FROM NEW.trending_score)
     EXECUTE FUNCTION feed._posts_rescore();
