@@ -6,6 +6,10 @@
 -------------------------------------------------------------------------------
 -- _trending_formula: (wl·L + wc·C + ws·S + wg·gift + wt·tip + 1) / (age_hours + 2)^gravity
 -- Age is clamped at zero so a post dated in the future scores as brand new.
+-- A SQL-standard body: the planner inlines it into the heartbeat's and the
+-- write path's statements (a function call per post otherwise, in a pass over
+-- every post of the window); its names are bound when it is created, under
+-- the install's pinned search_path, so it needs no SET clause of its own.
 CREATE OR REPLACE FUNCTION feed._trending_formula(
     p_likes bigint, p_comments bigint, p_shares bigint, p_gift_amount numeric, p_tip_amount numeric,
     p_created_at timestamptz, p_now timestamptz,
@@ -13,17 +17,14 @@ CREATE OR REPLACE FUNCTION feed._trending_formula(
     p_weight_gifts double precision, p_weight_tips double precision, p_gravity double precision)
 RETURNS double precision
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $func$
-    SELECT (  p_weight_likes    * coalesce(p_likes, 0)
-            + p_weight_comments * coalesce(p_comments, 0)
-            + p_weight_shares   * coalesce(p_shares, 0)
-            + p_weight_gifts    * coalesce(p_gift_amount, 0)::double precision
-            + p_weight_tips     * coalesce(p_tip_amount, 0)::double precision
-            + 1)
-         / power(greatest(extract(epoch FROM p_now - p_created_at)::double precision / 3600.0, 0) + 2,
-                 p_gravity)
-$func$;
+RETURN (  p_weight_likes    * coalesce(p_likes, 0)
+        + p_weight_comments * coalesce(p_comments, 0)
+        + p_weight_shares   * coalesce(p_shares, 0)
+        + p_weight_gifts    * coalesce(p_gift_amount, 0)::double precision
+        + p_weight_tips     * coalesce(p_tip_amount, 0)::double precision
+        + 1)
+     / pg_catalog.power(greatest(EXTRACT(epoch FROM p_now - p_created_at)::double precision / 3600.0, 0)
+                        + 2, p_gravity);
 
 -------------------------------------------------------------------------------
 -- trending_score: the public formula with the seed's default weights (contract

@@ -53,22 +53,26 @@ BEGIN
     WHERE p.created_at > least(coalesce(v_last_run, v_now), v_now) - p_window;
 
     WHILE v_offset <= coalesce(cardinality(v_ids), 0) LOOP
+        -- a new row version per post, with entries in every index of
+        -- feed.posts: skip the posts age has barely moved (writes rescore at
+        -- once), and lock only the rows that will change (a row lock is a
+        -- write of its own: locking the whole window cost about as much again)
         UPDATE feed.posts p
         SET trending_score = batch.score
-        FROM (SELECT l.post_id, l.created_at <= v_now - p_window AS leaving,
-                     feed._trending_formula(
-                         l.like_count, l.comment_count, l.share_count, l.gift_amount, l.tip_amount, l.created_at,
-                         v_now, w.weight_likes, w.weight_comments, w.weight_shares, w.weight_gifts, w.weight_tips,
-                         w.gravity) AS score
+        FROM (SELECT l.post_id, f.score
               FROM feed.posts l
+              CROSS JOIN LATERAL (
+                  SELECT feed._trending_formula(
+                             l.like_count, l.comment_count, l.share_count, l.gift_amount, l.tip_amount,
+                             l.created_at, v_now, w.weight_likes, w.weight_comments, w.weight_shares,
+                             w.weight_gifts, w.weight_tips, w.gravity) AS score
+                  OFFSET 0) f    -- computed once per post, not once per use
               WHERE l.post_id = ANY (v_ids[v_offset : v_offset + v_batch_size - 1])
-              FOR UPDATE SKIP LOCKED) AS batch
-        WHERE p.post_id = batch.post_id
-          -- a row version per post and entries in every index of feed.posts:
-          -- skip the posts age has barely moved (writes rescore at once)
-          AND (batch.leaving
-               OR abs(batch.score - p.trending_score) > v_min_change * abs(batch.score)
-               OR (v_min_change = 0 AND batch.score IS DISTINCT FROM p.trending_score));
+                AND (l.created_at <= v_now - p_window
+                     OR abs(f.score - l.trending_score) > v_min_change * abs(f.score)
+                     OR (v_min_change = 0 AND f.score IS DISTINCT FROM l.trending_score))
+              FOR UPDATE OF l SKIP LOCKED) AS batch
+        WHERE p.post_id = batch.post_id;
         GET DIAGNOSTICS v_count = ROW_COUNT;
         v_touched := v_touched + v_count;
         v_offset := v_offset + v_batch_size;
