@@ -39,7 +39,8 @@ def test_bench_reports_every_figure_with_sane_values(empty_database, tmp_path):
         assert figure["n"] > 0, name
         assert 0 < figure["p50"] <= figure["p95"] <= figure["p99"] <= figure["max"], (name, figure)
     assert report["latency"]["ratio_to_floor"]["p50"] > 0
-    for name in ("feeds_per_second", "record_interaction_random", "record_interaction_hot_post"):
+    for name in ("feeds_per_second", "record_interaction_random", "record_interaction_hot_post",
+                 "record_interaction_random_async_commit", "record_interaction_hot_post_async_commit"):
         assert report[name]["per_second"] > 0 and report[name]["failed"] == 0, name
     assert report["record_interaction_hot_post"]["clients"] == 16
     assert report["heartbeat"]["seconds"] > 0 and report["heartbeat"]["posts_in_window"] > 0

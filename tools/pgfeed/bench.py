@@ -122,8 +122,10 @@ def pgbench_path() -> str:
     return str(bundled) if bundled.exists() else (shutil.which("pgbench") or "pgbench")
 
 
-def pgbench(dsn: str, script: str, clients: int, seconds: float, defines: dict | None = None) -> dict:
-    """Run a pgbench script; returns transactions per second and latency average (ms)."""
+def pgbench(dsn: str, script: str, clients: int, seconds: float, defines: dict | None = None,
+            settings: dict | None = None) -> dict:
+    """Run a pgbench script; returns transactions per second and latency average (ms).
+    settings: server settings for pgbench's sessions (PGOPTIONS), e.g. synchronous_commit."""
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as handle:
         handle.write(script)
         path = handle.name
@@ -132,7 +134,10 @@ def pgbench(dsn: str, script: str, clients: int, seconds: float, defines: dict |
                    "-j", str(min(clients, os.cpu_count() or 1)), "-T", str(max(1, int(seconds)))]
         for name, value in (defines or {}).items():
             command += ["-D", f"{name}={value}"]
-        result = subprocess.run(command + [dsn], capture_output=True, text=True)
+        env = dict(os.environ)
+        if settings:
+            env["PGOPTIONS"] = " ".join(f"-c {name}={value}" for name, value in settings.items())
+        result = subprocess.run(command + [dsn], capture_output=True, text=True, env=env)
     finally:
         os.unlink(path)
     if result.returncode != 0:
@@ -333,6 +338,17 @@ def run(dsn: str | None, data_dir: Path | None, options: Options, progress=lambd
     report["record_interaction_hot_post"] = pgbench(
         target, "\\set uid random(1, :max_user)\nSELECT feed.record_interaction(:uid, :pid, 'like');\n",
         16, options.seconds, {"max_user": max_user, "pid": hot_post})
+    # the same two with synchronous_commit off for the writing sessions: what an
+    # operator trades durability of the last moments for (docs/operations.md)
+    progress("record_interaction, asynchronous commit", 0, 1)
+    report["record_interaction_random_async_commit"] = pgbench(
+        target, "\\set uid random(1, :max_user)\n\\set pid random(1, :max_post)\n"
+                "SELECT feed.record_interaction(:uid, :pid, 'like');\n",
+        options.clients, options.seconds, {"max_user": max_user, "max_post": max_post},
+        {"synchronous_commit": "off"})
+    report["record_interaction_hot_post_async_commit"] = pgbench(
+        target, "\\set uid random(1, :max_user)\nSELECT feed.record_interaction(:uid, :pid, 'like');\n",
+        16, options.seconds, {"max_user": max_user, "pid": hot_post}, {"synchronous_commit": "off"})
     with psycopg.connect(target, autocommit=True) as conn:
         report["sizes"] = sizes(conn)
     report["targets"] = targets(report)
@@ -374,6 +390,9 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
         (f"feeds/s, {report['feeds_per_second']['clients']} clients", f"{report['feeds_per_second']['per_second']:.0f}"),
         ("record_interaction/s, random posts", f"{report['record_interaction_random']['per_second']:.0f}"),
         ("record_interaction/s, one post, 16 clients", f"{report['record_interaction_hot_post']['per_second']:.0f}"),
+        ("the same two, synchronous_commit off",
+         f"{report['record_interaction_random_async_commit']['per_second']:.0f} random,"
+         f" {report['record_interaction_hot_post_async_commit']['per_second']:.0f} one post"),
         ("heartbeat, 7-day window, 10 min after the last",
          f"{report['heartbeat']['seconds']} s for {report['heartbeat']['posts_in_window']} posts"
          f" ({report['heartbeat']['seconds_per_100k_posts']} s per 100k, {report['heartbeat']['rescored']} rewritten)"),
