@@ -377,6 +377,8 @@ SET search_path = pg_catalog, pg_temp
 AS $func$
 DECLARE
     w record;
+    -- a value, not now() in the statement: Citus refuses a non-immutable call inside CASE
+    v_now timestamptz := now();
     v_rescore boolean := p_likes <> 0 OR p_comments <> 0 OR p_shares <> 0 OR p_gift <> 0 OR p_tip <> 0;
 BEGIN
     -- a call that moves no counter (a repeated like, a dislike) leaves the hot row alone
@@ -402,7 +404,7 @@ BEGIN
                               THEN feed._trending_formula(
                                        p.like_count + p_likes, p.comment_count + p_comments,
                                        p.share_count + p_shares, p.gift_amount + p_gift, p.tip_amount + p_tip,
-                                       p.created_at, now(), w.weight_likes, w.weight_comments, w.weight_shares,
+                                       p.created_at, v_now, w.weight_likes, w.weight_comments, w.weight_shares,
                                        w.weight_gifts, w.weight_tips, w.gravity)
                               ELSE p.trending_score END
     WHERE p.post_id = p_post_id;
