@@ -684,7 +684,7 @@ BEGIN
     WITH c AS (
         SELECT u.post_id, u.source, u.collab, u.ord FROM unnest(p_post_ids, p_sources, p_collab)
             WITH ORDINALITY AS u(post_id, source, collab, ord)
-    ), raw AS (
+    ), raw AS MATERIALIZED (  -- each component computed once: the score and the components array both use it
         SELECT c.post_id, p.author_id, c.source, c.ord,
                p.trending_score AS trending,
                -- exp() of less than about -745 underflows (an error in PostgreSQL): clamp
