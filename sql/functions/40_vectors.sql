@@ -210,8 +210,10 @@ BEGIN
     IF v_step = 0 THEN
         RETURN;
     END IF;
+    -- the post's own row, which the write has just read (its copy in
+    -- post_embeddings, a table as large again, would be one more cold read)
     SELECT @extschema:vector@.l2_normalize(e.embedding), t.taste, t.strength INTO v_unit, v_taste, v_strength
-    FROM feed.post_embeddings e
+    FROM feed.posts e
     LEFT JOIN feed.user_taste t ON t.user_id = p_user_id
     WHERE e.post_id = p_post_id;
     IF v_unit IS NULL OR @extschema:vector@.vector_norm(v_unit) = 0 THEN
