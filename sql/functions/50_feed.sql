@@ -767,15 +767,20 @@ $func$;
 -- weighted component's value and contribution, the profile's formula score
 -- (formula_score, also base_score) and, separately, each multiplier applied
 -- after it (score = formula_score x every multiplier). For the rows p_rows of
--- the candidate arrays; p_components holds one row of feed._components() per
--- candidate. A SQL-standard body, so that the planner inlines it into the
+-- the candidate arrays; p_components holds one row per candidate, a value per
+-- name of p_names (the caller passes feed._components(): named here, a
+-- SQL-standard body would depend on that function, and an uninstall that
+-- drops the schema's functions one by one would trip over the dependency).
+-- A SQL-standard body, so that the planner inlines it into the
 -- statement writing the page: called as a function (a query of its own, once
 -- per row or even once per page) it cost 0.3 to 1 ms a page. Its names are
 -- bound when it is created, under the install's pinned search_path, so it
 -- needs no SET clause of its own.
 DROP FUNCTION IF EXISTS feed._reasons(text, jsonb, text, text, double precision[], double precision, jsonb);
+DROP FUNCTION IF EXISTS feed._reasons(text, jsonb, text, integer[], text[], double precision[], double precision[],
+                                      jsonb[]);
 CREATE OR REPLACE FUNCTION feed._reasons(
-    p_profile text, p_weights jsonb, p_mode text, p_rows integer[], p_sources text[],
+    p_profile text, p_weights jsonb, p_mode text, p_names text[], p_rows integer[], p_sources text[],
     p_components double precision[], p_base_scores double precision[], p_multipliers jsonb[])
 RETURNS TABLE (row_no integer, reasons jsonb)
 LANGUAGE sql IMMUTABLE
@@ -796,7 +801,7 @@ BEGIN ATOMIC
                pg_catalog.jsonb_object_agg(n.name, pg_catalog.round(
                    ((p_weights OPERATOR(pg_catalog.->>) n.name)::double precision
                     OPERATOR(pg_catalog.*) p_components[r.row_no][n.i])::numeric, 6)) AS contributions
-        FROM pg_catalog.unnest(feed._components()) WITH ORDINALITY AS n(name, i)
+        FROM pg_catalog.unnest(p_names) WITH ORDINALITY AS n(name, i)
         WHERE coalesce((p_weights OPERATOR(pg_catalog.->>) n.name)::double precision, 0) OPERATOR(pg_catalog.<>) 0) c;
 END;
 
@@ -1205,8 +1210,8 @@ BEGIN
                                  THEN coalesce(v_tag_reasons -> v_ids[r.i]::text, '{}') ELSE '{}' END
         FROM (SELECT x.i, row_number() OVER (ORDER BY v_scores[x.i] * v_diversity[x.i] DESC, v_ids[x.i]) AS q
               FROM unnest(v_pick) AS x(i)) r
-        JOIN feed._reasons(v_profile.name, v_profile.weights, v_session.mode, v_pick, v_sources, v_components,
-                           v_scores, v_multipliers) e ON e.row_no = r.i;
+        JOIN feed._reasons(v_profile.name, v_profile.weights, v_session.mode, feed._components(), v_pick, v_sources,
+                           v_components, v_scores, v_multipliers) e ON e.row_no = r.i;
     ELSE
         INSERT INTO feed.feed_session_items (viewer_key, session_id, page_no, rank, post_id, author_id, score, source,
                                              is_repeat, reasons)
@@ -1329,7 +1334,8 @@ BEGIN
         'score', v_scored.score,
         'weights', v_profile.weights)
         || (SELECT r.reasons FROM feed._reasons(v_context ->> 'profile', v_profile.weights, v_context ->> 'mode',
-                                                ARRAY[1], ARRAY['explain'], ARRAY[v_scored.components],
+                                                feed._components(), ARRAY[1], ARRAY['explain'],
+                                                ARRAY[v_scored.components],
                                                 ARRAY[v_scored.score], ARRAY['{}'::jsonb]) r)
         || CASE WHEN v_weights_tags
                 THEN feed._tag_reasons(v_post.tags, v_tag_affinities, feed._tag_top_k(v_profile.params))
