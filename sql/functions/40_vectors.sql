@@ -20,9 +20,9 @@ SELECT d.name, d.value, d.value, d.kind, d.min_value, d.max_value, d.description
     ('recommendation_min_support', '2',        'integer',  '1', '1000000',  'build_recommendations: two posts are neighbours only when at least this many viewers engaged with both (1 keeps one-off pairs: more reach for rarely seen posts, much more work).'),
     ('recommendation_shrinkage', '20',       'number',   '0', '1000000000',   'build_recommendations: added to the similarity''s denominator; damps pairs of rarely seen posts.'),
     ('recommendation_min_watch_ratio', '0.5',      'number',   '0', '1',   'build_recommendations: a view counts as a positive signal when its watch ratio is at least this.'),
-    ('recommendation_regularization', '0',  'number',   '0', '1000000000', 'build_recommendations: 0 keeps the similarities as neighbour weights (item KNN); above 0, each post''s weights over its recommendation_neighbors most similar posts are a ridge regression with this penalty (a sparse EASE: better recommendations, a several times longer full build; 100 suits MovieLens 100K, see docs/evaluation.md).'),
+    ('recommendation_regularization', '100',  'number',   '0', '1000000000', 'build_recommendations: 0 keeps the similarities as neighbour weights (item KNN); above 0, each post''s weights over its recommendation_neighbors most similar posts are a ridge regression with this penalty (a sparse EASE: better recommendations than item KNN, a longer full build, bounded by recommendation_regression_budget; 100 suits MovieLens 100K, see docs/evaluation.md).'),
     ('recommendation_regression_steps', '10', 'integer',  '1', '100',  'build_recommendations with recommendation_regularization above 0: conjugate-gradient steps per post''s regression (each step costs one pass over the posts'' systems).'),
-    ('recommendation_regression_budget', '50000000', 'integer', '1', '2000000000', 'build_recommendations with recommendation_regularization above 0: most entries in all posts'' systems together (the sum over posts of their number of inputs squared); above it, the posts with the most inputs keep only their most similar ones, as many as fits (bounds the build time of a large catalogue; MovieLens 100K needs under 17 million).'),
+    ('recommendation_regression_budget', '50000000', 'integer', '1', '2000000000', 'build_recommendations with recommendation_regularization above 0: most entries in all posts'' systems together (the sum over posts of their number of inputs squared); above it, the posts with the most inputs keep only their most similar ones, as many as fits (bounds the build time of a large catalogue; MovieLens 100K needs under 12 million).'),
     ('live_collaborative_history', '20',       'integer',  '1', '1000',  'Live collaborative scoring: how many of the viewer''s most recent positive posts are expanded through feed.item_neighbors.')
 ) AS d (name, value, kind, min_value, max_value, description)
 ON CONFLICT (name) DO UPDATE
@@ -591,8 +591,9 @@ $func$;
 -- may see (contract §4.1) become neighbours. The top recommendation_neighbors
 -- per post replace feed.item_neighbors; co-occurrences are aggregated in hash
 -- buckets of posts (about a million pairs each) so memory stays bounded. With
--- recommendation_regularization above 0 the weights are those of
--- feed._regression_neighbors instead (a sparse EASE over the same pairs).
+-- recommendation_regularization above 0 (the default, 100) the weights are
+-- those of feed._regression_neighbors instead (a sparse EASE over the same
+-- pairs); 0 keeps the similarities (item KNN).
 -- Then every viewer's candidates are the neighbours of their history,
 -- scored by the sum of similarities, each weighted by r^-e for the viewer's
 -- r-th most recent positive post (e = recommendation_recency_exponent: what
