@@ -42,9 +42,10 @@ def solve(matrix, rhs):
     return [a[i][n] / a[i][i] for i in range(n)]
 
 
-def reference_weights(histories, eligible, cfg):
+def reference_weights(histories, eligible, cfg, cap=None):
     """The documented regression, in plain Python. histories: viewer -> posts, most
-    recent first (positives only); eligible: posts anybody may see."""
+    recent first (positives only); eligible: posts anybody may see; cap: inputs each
+    target keeps at most (the budget's cut; default recommendation_neighbors)."""
     pair_cap = int(cfg["recommendation_pair_history"])
     g = float(cfg["recommendation_history_exponent"])
     b = float(cfg["recommendation_popularity_exponent"])
@@ -71,7 +72,7 @@ def reference_weights(histories, eligible, cfg):
     for target in {j for _, j in pairs if j in eligible}:
         ranked = sorted((i for i, j in pairs if j == target),
                         key=lambda i: (-weighted[(i, target)] / (viewers[i] * viewers[target] ** b + shrink), i))
-        inputs = ranked[:k]
+        inputs = ranked[:k if cap is None else min(k, cap)]
         matrix = [[viewers[r] + lam if r == c else (together[(r, c)] if (r, c) in pairs else 0) for c in inputs]
                   for r in inputs]
         for i, w in zip(inputs, solve(matrix, [together[(i, target)] for i in inputs])):
@@ -201,3 +202,56 @@ def test_incremental_runs_keep_the_regression_weights(db):
     assert weights(db) == before
     assert 3 not in rec_ids(db, 7)
     assert db.execute("SELECT DISTINCT algorithm FROM feed.recommendations").fetchall() == [("regression",)]
+
+
+def input_counts(histories, eligible, cfg):
+    """How many inputs each target has before the budget (its co-occurring posts, at
+    most recommendation_neighbors)."""
+    pair_cap = int(cfg["recommendation_pair_history"])
+    support = int(cfg["recommendation_min_support"])
+    viewers, together = defaultdict(int), defaultdict(int)
+    for items in histories.values():
+        for i in items[:pair_cap]:
+            viewers[i] += 1
+    for items in histories.values():
+        paired = [i for i in items[:pair_cap] if viewers[i] >= support]
+        for i in paired:
+            for j in paired:
+                if i != j:
+                    together[(i, j)] += 1
+    counts = defaultdict(int)
+    for (_, j), n in together.items():
+        if n >= support and j in eligible:
+            counts[j] += 1
+    return [min(n, int(cfg["recommendation_neighbors"])) for n in counts.values()]
+
+
+def test_a_budget_cuts_the_inputs_of_the_posts_with_most(db):
+    """The systems' entries (sum over targets of their inputs squared) over
+    recommendation_regression_budget: every target keeps only its most similar inputs,
+    as many as the budget allows; targets with fewer are solved as before."""
+    rng = random.Random(11)
+    histories = random_world(db, rng)
+    eligible = {p for (p,) in db.execute("SELECT post_id FROM feed.posts WHERE NOT is_deleted")}
+    cfg = settings(db)
+    counts = input_counts(histories, eligible, cfg)
+    full = sum(n * n for n in counts)
+    budget = full // 3
+    cap = max(c for c in range(1, max(counts) + 1) if sum(min(n, c) ** 2 for n in counts) <= budget)
+    assert 1 < cap < max(counts)
+
+    build(db)
+    run = db.execute("SELECT last_result FROM feed.job_runs WHERE job = 'build_recommendations'").fetchone()[0]
+    assert (run["regression_inputs"], run["regression_entries"], run["regression_uncapped_entries"]) == (
+        max(counts), full, full)
+
+    set_(db, "recommendation_regression_budget", budget)
+    build(db)
+    run = db.execute("SELECT last_result FROM feed.job_runs WHERE job = 'build_recommendations'").fetchone()[0]
+    assert (run["regression_inputs"], run["regression_entries"], run["regression_uncapped_entries"]) == (
+        cap, sum(min(n, cap) ** 2 for n in counts), full)
+    want = reference_weights(histories, eligible, cfg, cap=cap)
+    got = weights(db)
+    assert want and got.keys() == want.keys()
+    for key, w in want.items():
+        assert got[key] == pytest.approx(w, rel=2e-3, abs=2e-5), key

@@ -20,8 +20,9 @@ SELECT d.name, d.value, d.value, d.kind, d.min_value, d.max_value, d.description
     ('recommendation_min_support', '2',        'integer',  '1', '1000000',  'build_recommendations: two posts are neighbours only when at least this many viewers engaged with both (1 keeps one-off pairs: more reach for rarely seen posts, much more work).'),
     ('recommendation_shrinkage', '20',       'number',   '0', '1000000000',   'build_recommendations: added to the similarity''s denominator; damps pairs of rarely seen posts.'),
     ('recommendation_min_watch_ratio', '0.5',      'number',   '0', '1',   'build_recommendations: a view counts as a positive signal when its watch ratio is at least this.'),
-    ('recommendation_regularization', '0',  'number',   '0', '1000000000', 'build_recommendations: 0 keeps the similarities as neighbour weights (item KNN); above 0, each post''s weights over its recommendation_neighbors most similar posts are a ridge regression with this penalty (a sparse EASE: better recommendations, a several times longer full build; 100 suits MovieLens 100K, see docs/evaluation.md).'),
+    ('recommendation_regularization', '100',  'number',   '0', '1000000000', 'build_recommendations: 0 keeps the similarities as neighbour weights (item KNN); above 0, each post''s weights over its recommendation_neighbors most similar posts are a ridge regression with this penalty (a sparse EASE: better recommendations than item KNN, a longer full build, bounded by recommendation_regression_budget; 100 suits MovieLens 100K, see docs/evaluation.md).'),
     ('recommendation_regression_steps', '10', 'integer',  '1', '100',  'build_recommendations with recommendation_regularization above 0: conjugate-gradient steps per post''s regression (each step costs one pass over the posts'' systems).'),
+    ('recommendation_regression_budget', '50000000', 'integer', '1', '2000000000', 'build_recommendations with recommendation_regularization above 0: most entries in all posts'' systems together (the sum over posts of their number of inputs squared); above it, the posts with the most inputs keep only their most similar ones, as many as fits (bounds the build time of a large catalogue; MovieLens 100K needs under 12 million).'),
     ('live_collaborative_history', '20',       'integer',  '1', '1000',  'Live collaborative scoring: how many of the viewer''s most recent positive posts are expanded through feed.item_neighbors.')
 ) AS d (name, value, kind, min_value, max_value, description)
 ON CONFLICT (name) DO UPDATE
@@ -344,6 +345,7 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET enable_nestloop = off
+SET enable_mergejoin = off
 AS $func$
 BEGIN
     CREATE TEMP TABLE _rec_system ON COMMIT DROP AS
@@ -358,6 +360,19 @@ BEGIN
     CREATE INDEX ON pg_temp._rec_system (target);
     ANALYZE pg_temp._rec_system;
 END
+$func$;
+
+-------------------------------------------------------------------------------
+-- _regression_entries: the entries of the regression's systems when every
+-- target keeps at most p_cap inputs, from the histogram of input counts
+-- (p_targets[k] targets have p_sizes[k] inputs)
+CREATE OR REPLACE FUNCTION feed._regression_entries(p_sizes integer[], p_targets bigint[], p_cap integer)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $func$
+    SELECT coalesce(sum(h.targets * least(h.size, p_cap)::bigint * least(h.size, p_cap)), 0)::bigint
+    FROM unnest(p_sizes, p_targets) AS h (size, targets)
 $func$;
 
 -------------------------------------------------------------------------------
@@ -379,17 +394,29 @@ $func$;
 -- steps, each target's system held as one pgvector row per input. Every
 -- input keeps its p_inputs largest weights (bounds live scoring's fan-out).
 -- Costs: the co-occurrence pass as item KNN (in the same hash buckets, by
--- target), plus sum over targets of |N(j)|^2 for the systems.
+-- target), plus sum over targets of |N(j)|^2 for the systems (their
+-- entries), dominated by the targets with most inputs, the popular posts.
+-- When the entries would exceed p_budget, every target keeps only its
+-- input_cap most similar inputs, the largest cap whose entries fit; targets
+-- with fewer inputs are unchanged. Returns the weights written, that cap
+-- (the most inputs any target has when the budget holds), the entries
+-- solved and those the uncapped systems would have had.
+DROP FUNCTION IF EXISTS feed._regression_neighbors(integer, integer, integer, double precision, double precision,
+    double precision, integer);   -- now given the budget, and reports the cap
 CREATE OR REPLACE FUNCTION feed._regression_neighbors(
     p_buckets integer, p_inputs integer, p_min_support integer, p_popularity_exponent double precision,
-    p_shrinkage double precision, p_lambda double precision, p_steps integer)
-RETURNS bigint
+    p_shrinkage double precision, p_lambda double precision, p_steps integer, p_budget bigint,
+    OUT rows_written bigint, OUT input_cap integer, OUT system_entries bigint, OUT uncapped_entries bigint)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_custom_plan
 AS $func$
 DECLARE
-    v_rows bigint;
+    v_sizes integer[];
+    v_targets bigint[];
+    v_low integer;
+    v_high integer;
+    v_middle integer;
 BEGIN
     -- every co-occurring pair (both orders), and each target's inputs
     CREATE TEMP TABLE _rec_pairs (post_id bigint, neighbor_id bigint, together real) ON COMMIT DROP;
@@ -425,6 +452,32 @@ BEGIN
         ) r
         WHERE r.position <= p_inputs;
     END LOOP;
+
+    -- the budget: entries(cap) = sum over targets of min(|N(j)|, cap)^2 grows
+    -- with the cap; the largest cap within p_budget, by bisection over the
+    -- histogram of input counts
+    SELECT coalesce(array_agg(c.n ORDER BY c.n), '{}'), coalesce(array_agg(c.targets ORDER BY c.n), '{}')
+    INTO v_sizes, v_targets
+    FROM (SELECT x.n, count(*) AS targets
+          FROM (SELECT count(*)::integer AS n FROM pg_temp._rec_inputs GROUP BY target) x
+          GROUP BY x.n) c;
+    input_cap := coalesce(v_sizes[cardinality(v_sizes)], p_inputs);
+    uncapped_entries := feed._regression_entries(v_sizes, v_targets, input_cap);
+    IF uncapped_entries > p_budget THEN
+        v_low := 1;            -- the answer, or 1 when even a single input each is over
+        v_high := input_cap;   -- over the budget
+        WHILE v_high - v_low > 1 LOOP
+            v_middle := (v_low + v_high) / 2;
+            IF feed._regression_entries(v_sizes, v_targets, v_middle) > p_budget THEN
+                v_high := v_middle;
+            ELSE
+                v_low := v_middle;
+            END IF;
+        END LOOP;
+        input_cap := v_low;
+        DELETE FROM pg_temp._rec_inputs i WHERE i.position > input_cap;
+    END IF;
+    system_entries := feed._regression_entries(v_sizes, v_targets, input_cap);
     CREATE INDEX ON pg_temp._rec_inputs (target, position);
     ANALYZE pg_temp._rec_pairs;
     ANALYZE pg_temp._rec_inputs;
@@ -488,8 +541,7 @@ BEGIN
         WHERE x.weight <> 0
     ) k
     WHERE k.rank <= p_inputs;
-    GET DIAGNOSTICS v_rows = ROW_COUNT;
-    RETURN v_rows;
+    GET DIAGNOSTICS rows_written = ROW_COUNT;
 END
 $func$;
 
@@ -541,8 +593,9 @@ $func$;
 -- may see (contract §4.1) become neighbours. The top recommendation_neighbors
 -- per post replace feed.item_neighbors; co-occurrences are aggregated in hash
 -- buckets of posts (about a million pairs each) so memory stays bounded. With
--- recommendation_regularization above 0 the weights are those of
--- feed._regression_neighbors instead (a sparse EASE over the same pairs).
+-- recommendation_regularization above 0 (the default, 100) the weights are
+-- those of feed._regression_neighbors instead (a sparse EASE over the same
+-- pairs); 0 keeps the similarities (item KNN).
 -- Then every viewer's candidates are the neighbours of their history,
 -- scored by the sum of similarities, each weighted by r^-e for the viewer's
 -- r-th most recent positive post (e = recommendation_recency_exponent: what
@@ -585,6 +638,10 @@ DECLARE
     v_per_user integer := greatest(feed._setting_integer('recommendations_per_user'), 1);
     v_regularization double precision := feed._setting_number('recommendation_regularization');
     v_regression_steps integer := greatest(feed._setting_integer('recommendation_regression_steps'), 1);
+    v_regression_budget bigint := greatest(feed._setting_integer('recommendation_regression_budget'), 1);
+    v_input_cap integer;
+    v_system_entries bigint;
+    v_uncapped_entries bigint;
     v_ttl interval := feed._setting_interval('recommendation_ttl');
     v_max_duration integer := feed._setting_integer('max_duration_ms');
     v_pairs_per_bucket constant double precision := 1e6;
@@ -692,8 +749,10 @@ BEGIN
         CREATE TEMP TABLE _rec_neighbors (post_id bigint, neighbor_id bigint, score double precision)
             ON COMMIT DROP;
         IF v_regularization > 0 THEN
-            v_neighbor_rows := feed._regression_neighbors(v_buckets, v_neighbors, v_min_support,
-                v_popularity_exponent, v_shrinkage, v_regularization, v_regression_steps);
+            SELECT r.rows_written, r.input_cap, r.system_entries, r.uncapped_entries
+            INTO v_neighbor_rows, v_input_cap, v_system_entries, v_uncapped_entries
+            FROM feed._regression_neighbors(v_buckets, v_neighbors, v_min_support, v_popularity_exponent,
+                v_shrinkage, v_regularization, v_regression_steps, v_regression_budget) r;
         END IF;
         FOR v_bucket IN 0 .. CASE WHEN v_regularization > 0 THEN -1 ELSE v_buckets - 1 END LOOP
             INSERT INTO pg_temp._rec_neighbors (post_id, neighbor_id, score)
@@ -804,6 +863,9 @@ BEGIN
         'recommendations', v_written,
         'neighbors', CASE WHEN v_incremental THEN NULL ELSE v_neighbor_rows END,
         'buckets', CASE WHEN v_incremental THEN NULL ELSE v_buckets END,
+        'regression_inputs', v_input_cap,
+        'regression_entries', v_system_entries,
+        'regression_uncapped_entries', v_uncapped_entries,
         'seconds', round(extract(epoch FROM clock_timestamp() - v_now)::numeric, 3)));
     RETURN v_written;
 END
