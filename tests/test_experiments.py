@@ -31,7 +31,7 @@ def counts(db, name, users=USERS) -> dict[str, int]:
 # assignment
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(weights=st.lists(st.integers(1, 100), min_size=1, max_size=4), salt=st.text(min_size=0, max_size=12))
+@given(weights=st.lists(st.integers(1, 100), min_size=1, max_size=4), salt=st.text(st.characters(blacklist_characters="\x00"), min_size=0, max_size=12))
 def test_assignment_is_deterministic_and_proportional(db, weights, salt):
     db.execute("DELETE FROM feed.experiments")
     variants = {f"v{i}": {"weight": w} for i, w in enumerate(weights)}
