@@ -365,7 +365,8 @@ $func$;
 -- posts_rescore trigger, 10_trending.sql, then has nothing left to do: a row
 -- trigger was a third of the update's time, spent under the post's row lock).
 -- The operator's weights are read before the row is touched. A view alone
--- leaves trending_score as it was, so its row version can stay a HOT update.
+-- leaves trending_score as it was (and reads no weights), so its row version
+-- can stay a HOT update.
 CREATE OR REPLACE FUNCTION feed._bump_post(
     p_post_id bigint, p_likes integer DEFAULT 0, p_comments integer DEFAULT 0, p_shares integer DEFAULT 0,
     p_views integer DEFAULT 0, p_gift numeric DEFAULT 0, p_tip numeric DEFAULT 0,
@@ -386,7 +387,9 @@ BEGIN
             OR p_watches <> 0 OR p_watch_ratio <> 0) THEN
         RETURN;
     END IF;
-    w := feed._trending_weights();
+    -- the operator's weights only when the score moves (a view alone needs
+    -- none; with no row, w holds nulls the update's CASE never reads)
+    SELECT * INTO w FROM feed._trending_weights() WHERE v_rescore;
     UPDATE feed.posts p
     SET like_count = p.like_count + p_likes,
         comment_count = p.comment_count + p_comments,

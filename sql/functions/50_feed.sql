@@ -777,8 +777,6 @@ $func$;
 -- bound when it is created, under the install's pinned search_path, so it
 -- needs no SET clause of its own.
 DROP FUNCTION IF EXISTS feed._reasons(text, jsonb, text, text, double precision[], double precision, jsonb);
-DROP FUNCTION IF EXISTS feed._reasons(text, jsonb, text, integer[], text[], double precision[], double precision[],
-                                      jsonb[]);
 CREATE OR REPLACE FUNCTION feed._reasons(
     p_profile text, p_weights jsonb, p_mode text, p_names text[], p_rows integer[], p_sources text[],
     p_components double precision[], p_base_scores double precision[], p_multipliers jsonb[])
