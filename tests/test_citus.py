@@ -249,7 +249,7 @@ def test_the_cluster_ranks_as_one_server(conn, db, world):
         for profile in ("default", "default_plus"):
             context = psycopg.types.json.Jsonb({"profile": profile})
             _assert_same(conn.execute(explain, [viewer, context]).fetchall(),
-                         db.execute(explain, [viewer, context]).fetchall())
+                         db.execute(explain, [viewer, context]).fetchall(), f"viewer {viewer}, {profile}")
     for viewer in (1, None):
         for mode in ("trending", "chronological"):
             cluster = [(r[1], r[4], r[5]) for r in fetch_page(conn, viewer, 12, None, {"mode": mode})]
@@ -257,21 +257,32 @@ def test_the_cluster_ranks_as_one_server(conn, db, world):
             assert cluster == single, (viewer, mode)
 
 
-def _assert_same(a, b, path="") -> None:
+def _assert_same(a, b, label: str) -> None:
     """Equal, numbers within 1e-4: the two worlds were loaded seconds apart, so
-    recency (which depends on now()) differs in the last digits."""
+    recency (which depends on now()) differs in the last digits. On failure
+    every differing path is listed, with both sides."""
+    differences: list[str] = []
+    _differences(a, b, "", differences)
+    assert not differences, label + ":\n" + "\n".join(differences[:40])
+
+
+def _differences(a, b, path: str, out: list[str]) -> None:
     if isinstance(a, float) or isinstance(b, float):
-        assert a == pytest.approx(b, rel=1e-4, abs=1e-4), path
+        if not (isinstance(a, (int, float)) and isinstance(b, (int, float))
+                and a == pytest.approx(b, rel=1e-4, abs=1e-4)):
+            out.append(f"{path}: cluster {a!r}, one server {b!r}")
     elif isinstance(a, dict) and isinstance(b, dict):
-        assert a.keys() == b.keys(), path
-        for key in a:
-            _assert_same(a[key], b[key], f"{path}.{key}")
+        if a.keys() != b.keys():
+            out.append(f"{path}: keys cluster {sorted(a)}, one server {sorted(b)}")
+        for key in a.keys() & b.keys():
+            _differences(a[key], b[key], f"{path}.{key}", out)
     elif isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        assert len(a) == len(b), path
+        if len(a) != len(b):
+            out.append(f"{path}: {len(a)} items on the cluster, {len(b)} on one server")
         for i, (x, y) in enumerate(zip(a, b)):
-            _assert_same(x, y, f"{path}[{i}]")
-    else:
-        assert a == b, path
+            _differences(x, y, f"{path}[{i}]", out)
+    elif a != b:
+        out.append(f"{path}: cluster {a!r}, one server {b!r}")
 
 
 # ---------------------------------------------------------------------------

@@ -23,10 +23,14 @@ MAX_DURATION = 180_000
 COOLDOWN_DAYS = 30
 CAP = 2          # max_posts_per_author
 PROTECTED = 6    # protected_top_ranks
+# every table load() and the tests' calls write, so that no example (nor, on
+# the module-scoped Citus cluster, an earlier test) leaves state for the next:
+# a like left in user_post_state made the next example's like of that post a
+# repeat that counts nothing
 TABLES = ("feed.posts, feed.follows, feed.blocks, feed.user_preferences, feed.collective_members, "
           "feed.interactions, feed.impressions, feed.seen_posts, feed.hidden_posts, feed.user_author_affinity, "
-          "feed.user_post_type_affinity, feed.user_category_affinity, feed.user_signals, feed.feed_sessions, "
-          "feed.creator_quality")
+          "feed.user_post_type_affinity, feed.user_category_affinity, feed.user_tag_affinity, "
+          "feed.user_post_state, feed.user_signals, feed.user_taste, feed.feed_sessions, feed.creator_quality")
 
 
 @dataclass

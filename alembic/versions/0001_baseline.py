@@ -32,12 +32,15 @@ BEGIN
     SELECT coalesce(bool_or(value = 'true'), false) INTO created_vector
     FROM feed.install_state WHERE key = 'created_extension_vector';
 
+    -- each signature is spelled out before the first drop: a routine whose
+    -- SQL-standard body names another goes with it (CASCADE), and the OID of
+    -- a dropped routine would no longer print as a signature
     FOR obj IN
-        SELECT p.oid::regprocedure AS signature
+        SELECT p.oid::regprocedure::text AS signature
         FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
         WHERE n.nspname = 'feed'
     LOOP
-        EXECUTE 'DROP ROUTINE IF EXISTS ' || obj.signature::text || ' CASCADE';
+        EXECUTE 'DROP ROUTINE IF EXISTS ' || obj.signature || ' CASCADE';
     END LOOP;
 
     FOR obj IN

@@ -289,13 +289,12 @@ $func$;
 -- current feed call, or NULL. get_personalized_feed sets the transaction-local
 -- pgfeed.setting_overrides (jsonb text) with set_config(..., true) under a
 -- function-level SET, so the overrides end with the call.
+-- A SQL-standard body (names bound at creation, no SET clause), so that it
+-- inlines into _setting, which every setting read goes through.
 CREATE OR REPLACE FUNCTION feed._setting_override(p_name text)
 RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $func$
-    SELECT nullif(current_setting('pgfeed.setting_overrides', true), '')::jsonb ->> p_name
-$func$;
+RETURN nullif(current_setting('pgfeed.setting_overrides', true), '')::jsonb ->> p_name;
 
 -------------------------------------------------------------------------------
 -- _wilson: the 95% Wilson score interval of a proportion (successes of n)
