@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from .helpers import add_post, fingerprint
+from .helpers import add_post, fingerprint, nested_plans
 
 
 def page(db, user, size=12, cursor=None, context=None):
@@ -359,3 +359,32 @@ def test_the_largest_page_widens_the_ladder_without_error(db):
     # every post once: the 39 unseen, then the liked one as a controlled repeat
     assert len(rows) == 40 and len({r[1] for r in rows}) == 40
     assert [r[1] for r in rows if r[5]] == [3]
+
+
+# the planner's parallel costs at zero: any statement that may run under
+# Gather would then be planned so
+PARALLEL_EVERYWHERE = ("SET parallel_setup_cost = 0", "SET parallel_tuple_cost = 0",
+                       "SET min_parallel_table_scan_size = 0", "SET min_parallel_index_scan_size = 0",
+                       "SET max_parallel_workers_per_gather = 2")
+
+
+@pytest.mark.parametrize("mode", ["personalized", "random", "trending", "chronological"])
+def test_a_feed_call_never_plans_parallel_workers(db, mode):
+    """A page reads a few hundred rows; starting workers costs more than that.
+    Even where the session makes parallel plans free, no statement of a feed
+    call is planned under Gather (the first page, a later page, the widest
+    ladder and the repeats)."""
+    world(db, 40)
+    db.execute("SELECT feed.record_interaction(1, 3, 'like')")
+    for statement in PARALLEL_EVERYWHERE:
+        db.execute(statement)
+    # the same statements outside a feed call do go parallel: the test can fail
+    assert "Gather" in "\n".join(r[0] for r in db.execute(
+        "EXPLAIN SELECT p.post_id FROM feed.posts p WHERE p.created_at > now() - interval '30 days'"
+        " ORDER BY hashint8(p.post_id) LIMIT 5").fetchall())
+    context = Jsonb({"mode": mode})
+    plans = nested_plans(db, "SELECT * FROM feed.get_personalized_feed(1, 5, NULL, %s)", [context])
+    cursor = page(db, 1, 5, None, {"mode": mode})[-1][7]
+    plans += nested_plans(db, "SELECT * FROM feed.get_personalized_feed(1, 5, %s, %s)", [cursor, context])
+    plans += nested_plans(db, "SELECT * FROM feed.get_personalized_feed(1, 100, NULL, %s)", [context])
+    assert "Query Text" in plans and "Gather" not in plans

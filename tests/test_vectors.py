@@ -8,7 +8,7 @@ import random
 import psycopg
 import pytest
 
-from .helpers import add_post
+from .helpers import add_post, nested_plans
 
 DIM = 384
 
@@ -167,29 +167,15 @@ def test_similar_posts_default_limit_is_20(db):
     assert len(db.execute("SELECT * FROM feed.similar_posts(1)").fetchall()) == 20
 
 
-def _plans(db, sql, params):
-    """The plans of every statement run inside sql (auto_explain, sent back as notices)."""
-    notices = []
-    db.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
-    db.execute("LOAD 'auto_explain'")
-    db.execute("SET auto_explain.log_min_duration = 0")
-    db.execute("SET auto_explain.log_nested_statements = on")
-    db.execute("SET auto_explain.log_level = notice")
-    db.execute("SET client_min_messages = notice")
-    db.execute(sql, params).fetchall()
-    db.execute("SET auto_explain.log_min_duration = -1")
-    return "\n".join(notices)
-
-
 def test_similar_posts_and_taste_candidates_use_the_hnsw_index(db):
     rng = random.Random(6)
     insert_posts(db, clustered_vectors(rng, 2000, clusters=20))
     db.execute("INSERT INTO feed.user_taste (user_id, taste, strength) SELECT 7, embedding, 0.5"
                " FROM feed.posts WHERE post_id = 3")
     # at this size the planner picks the index by itself
-    plans = _plans(db, "SELECT * FROM feed.similar_posts(1, 20)", [])
+    plans = nested_plans(db, "SELECT * FROM feed.similar_posts(1, 20)", [])
     assert "post_embeddings_hnsw_idx" in plans
-    plans = _plans(db, "SELECT * FROM feed._taste_candidates(7, 50)", [])
+    plans = nested_plans(db, "SELECT * FROM feed._taste_candidates(7, 50)", [])
     assert "post_embeddings_hnsw_idx" in plans
 
 

@@ -254,6 +254,8 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 -- the taste source's search breadth, set below for this call only
 SET hnsw.ef_search = 40
+-- never a parallel plan (see get_personalized_feed)
+SET max_parallel_workers_per_gather = 0
 AS $func$
 DECLARE
     v_personal boolean := p_mode = 'personalized' AND NOT p_repeats;
@@ -902,6 +904,11 @@ SET search_path = pg_catalog, pg_temp
 -- the statements inside are large and their shape never depends on the
 -- values: planning them once per connection beats re-planning every call
 SET plan_cache_mode = force_generic_plan
+-- never a parallel plan: a page reads a few hundred rows, and starting
+-- workers costs more than that (measured at 1M posts: a generic plan that put
+-- the explore draw's wrap-around scan under Gather Merge spent 5 ms of an
+-- 8 ms candidate statement starting workers that found nothing)
+SET max_parallel_workers_per_gather = 0
 -- experiments override settings for this call only: set_config(..., true)
 -- inside a function with its own SET of the variable is undone at its exit
 SET pgfeed.setting_overrides = '{}'
