@@ -56,12 +56,19 @@ def fingerprint(db: psycopg.Connection, sequences: bool = False) -> dict:
 def nested_plans(db: psycopg.Connection, sql: str, params) -> str:
     """The plans of every statement run inside sql (auto_explain, sent back as notices)."""
     notices: list[str] = []
-    db.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
-    db.execute("LOAD 'auto_explain'")
-    db.execute("SET auto_explain.log_min_duration = 0")
-    db.execute("SET auto_explain.log_nested_statements = on")
-    db.execute("SET auto_explain.log_level = notice")
-    db.execute("SET client_min_messages = notice")
-    db.execute(sql, params).fetchall()
-    db.execute("SET auto_explain.log_min_duration = -1")
+
+    def collect(diagnostic) -> None:
+        notices.append(diagnostic.message_primary or "")
+
+    db.add_notice_handler(collect)
+    try:
+        db.execute("LOAD 'auto_explain'")
+        db.execute("SET auto_explain.log_min_duration = 0")
+        db.execute("SET auto_explain.log_nested_statements = on")
+        db.execute("SET auto_explain.log_level = notice")
+        db.execute("SET client_min_messages = notice")
+        db.execute(sql, params).fetchall()
+        db.execute("SET auto_explain.log_min_duration = -1")
+    finally:
+        db.remove_notice_handler(collect)
     return "\n".join(notices)

@@ -27,52 +27,50 @@ UNINSTALL_SQL = r"""
 DO $uninstall$
 DECLARE
     created_vector boolean;
-    obj record;
+    drops text[];
+    drop_statement text;
 BEGIN
     SELECT coalesce(bool_or(value = 'true'), false) INTO created_vector
     FROM feed.install_state WHERE key = 'created_extension_vector';
 
-    -- each signature is spelled out before the first drop: a routine whose
-    -- SQL-standard body names another goes with it (CASCADE), and the OID of
-    -- a dropped routine would no longer print as a signature
-    FOR obj IN
-        SELECT p.oid::regprocedure::text AS signature
-        FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-        WHERE n.nspname = 'feed'
-    LOOP
-        EXECUTE 'DROP ROUTINE IF EXISTS ' || obj.signature || ' CASCADE';
+    -- Each kind's DROP statements are all spelled out (names, not OIDs) before
+    -- the first runs: a drop cascades to what depends on the object (a routine
+    -- whose SQL-standard body names another, a view on a table), and a dropped
+    -- object's OID no longer prints as a name; IF EXISTS then skips it.
+    SELECT array_agg('DROP ROUTINE IF EXISTS ' || p.oid::regprocedure::text || ' CASCADE') INTO drops
+    FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname = 'feed';
+    FOREACH drop_statement IN ARRAY coalesce(drops, '{}') LOOP
+        EXECUTE drop_statement;
     END LOOP;
 
-    FOR obj IN
-        SELECT c.oid::regclass AS relation, c.relkind
-        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = 'feed' AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
-          AND c.relname <> 'alembic_version'
-          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid)
-    LOOP
-        EXECUTE 'DROP '
-            || CASE obj.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
-                                WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END
-            || ' IF EXISTS ' || obj.relation::text || ' CASCADE';
+    SELECT array_agg('DROP '
+                     || CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                                       WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END
+                     || ' IF EXISTS ' || c.oid::regclass::text || ' CASCADE') INTO drops
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = 'feed' AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+      AND c.relname <> 'alembic_version'
+      AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid);
+    FOREACH drop_statement IN ARRAY coalesce(drops, '{}') LOOP
+        EXECUTE drop_statement;
     END LOOP;
 
-    FOR obj IN
-        SELECT c.oid::regclass AS relation
-        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = 'feed' AND c.relkind = 'S'
-    LOOP
-        EXECUTE 'DROP SEQUENCE IF EXISTS ' || obj.relation::text || ' CASCADE';
+    SELECT array_agg('DROP SEQUENCE IF EXISTS ' || c.oid::regclass::text || ' CASCADE') INTO drops
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = 'feed' AND c.relkind = 'S';
+    FOREACH drop_statement IN ARRAY coalesce(drops, '{}') LOOP
+        EXECUTE drop_statement;
     END LOOP;
 
-    FOR obj IN
-        SELECT t.oid::regtype AS type_name
-        FROM pg_catalog.pg_type t
-        JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
-        LEFT JOIN pg_catalog.pg_class c ON c.oid = t.typrelid
-        WHERE n.nspname = 'feed'
-          AND (t.typtype IN ('d', 'e', 'r', 'm') OR (t.typtype = 'c' AND c.relkind = 'c'))
-    LOOP
-        EXECUTE 'DROP TYPE IF EXISTS ' || obj.type_name::text || ' CASCADE';
+    SELECT array_agg('DROP TYPE IF EXISTS ' || t.oid::regtype::text || ' CASCADE') INTO drops
+    FROM pg_catalog.pg_type t
+    JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+    LEFT JOIN pg_catalog.pg_class c ON c.oid = t.typrelid
+    WHERE n.nspname = 'feed'
+      AND (t.typtype IN ('d', 'e', 'r', 'm') OR (t.typtype = 'c' AND c.relkind = 'c'));
+    FOREACH drop_statement IN ARRAY coalesce(drops, '{}') LOOP
+        EXECUTE drop_statement;
     END LOOP;
 
     IF created_vector THEN
