@@ -770,9 +770,7 @@ $func$;
 -- (formula_score, also base_score) and, separately, each multiplier applied
 -- after it (score = formula_score x every multiplier). For the rows p_rows of
 -- the candidate arrays; p_components holds one row per candidate, a value per
--- name of p_names (the caller passes feed._components(): named here, a
--- SQL-standard body would depend on that function, and an uninstall that
--- drops the schema's functions one by one would trip over the dependency).
+-- name of p_names (both callers pass feed._components()).
 -- A SQL-standard body, so that the planner inlines it into the
 -- statement writing the page: called as a function (a query of its own, once
 -- per row or even once per page) it cost 0.3 to 1 ms a page. Its names are
